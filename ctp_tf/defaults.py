@@ -1,0 +1,154 @@
+"""Default ConfigDicts shared by the experiment files in `configs/`.
+
+Every number here is a REFERENCE.md default; experiment files override what they change.
+"""
+
+import ml_collections
+
+
+def synthesis_config():
+  """CtP trajectory synthesis (REFERENCE.md "Trajectory synthesis"; seed defaults)."""
+  c = ml_collections.ConfigDict()
+  c.num_trajectories = 3
+  c.scales = (16, 24, 28, 32, 48, 64)
+  c.ratios = (0.5, 0.67, 0.75, 1.0, 1.33, 1.5, 2.0)
+  c.size_jitter = 0.18            # each side x exp(U(-j, j))
+  # Probabilities of 0, 1, 2, ... inner key frames (first and last frames are always key frames).
+  c.inner_keyframe_probs = (0.0, 1 / 3, 1 / 3, 1 / 3)   # seed: 3 to 5 key frames in all
+  c.keyframe_jitter = 1 / 3        # inner key frames move by up to +-(T/(k+1)) * this
+  c.speed = 3.0                    # px per frame, per centre coordinate
+  c.scale_rate = 0.025             # log size change per frame
+  c.interpolation_probs = (1.0, 0.0, 0.0)   # linear, accelerating, decelerating
+  c.mask_probs = (0.5, 0.35, 0.15)          # rectangle, ellipse, rhombus
+  c.soft_edge_prob = 0.5
+  c.soft_edge_range = (0.30, 0.45)
+  c.opacity_range = (0.8, 1.0)
+  c.visible_prob = 0.8             # 1.0 turns the masked region model off
+  c.paste_large_first = True
+  return c
+
+
+def public_code_synthesis_config():
+  """The PyTorch release's variant: 2 to 4 key frames and a 70/15/15 interpolation mix."""
+  c = synthesis_config()
+  c.inner_keyframe_probs = (0.5, 0.3, 0.2)
+  c.interpolation_probs = (0.7, 0.15, 0.15)
+  return c
+
+
+def pretrain_data_config():
+  c = ml_collections.ConfigDict()
+  c.split = "train"
+  c.clip_len = 16
+  c.strides = (1, 2, 3, 4, 5)
+  c.temporal_jitter = True
+  c.short_sides = (112, 128, 144)
+  c.crop_size = 112
+  c.flip_prob = 0.5
+  c.shuffle_buffer = 256
+  return c
+
+
+def pretrain_augment_config():
+  """Colour jitter after the patches are pasted."""
+  c = ml_collections.ConfigDict()
+  c.hue_sat_prob = 0.25
+  c.hue_range = 12.0               # OpenCV hue units (0..180)
+  c.saturation_range = 0.1         # x exp(U(-r, r))
+  c.brightness_prob = 0.5
+  c.brightness_range = 30.0        # + U(-r, r)
+  c.contrast_prob = 0.5
+  c.contrast_range = 0.12          # x exp(U(-r, r))
+  c.dynamic = True                 # key-frame values interpolated over time
+  c.dynamic_keyframe_probs = (0.7, 0.3)   # 2 or 3 key frames
+  return c
+
+
+def ctp_model_config():
+  c = ml_collections.ConfigDict()
+  c.arch = "r3d_18"                # r3d_10/18/34, r2plus1d_10/18/34
+  c.width_multiplier = 1.0
+  c.backbone_stride = 8            # 8 (stage 4 keeps resolution) or 16
+  c.squeeze = True
+  c.roi_size = 5
+  c.hidden = 512
+  c.target_means = (0.0, 0.0, 0.0, 0.0)
+  c.target_stds = (0.8, 0.8, 0.04, 0.04)
+  c.bn_epsilon = 1e-3
+  return c
+
+
+def sgd_config(lr=0.01, weight_decay=1e-4, decay_epochs=(100, 200)):
+  c = ml_collections.ConfigDict()
+  c.lr = lr
+  c.base_batch_size = 32           # lr is scaled linearly from this global batch
+  c.momentum = 0.9
+  c.weight_decay = weight_decay    # PyTorch style: added to the gradient
+  c.clip_norm = 40.0               # global norm
+  c.decay_epochs = decay_epochs
+  c.decay_factor = 0.1
+  return c
+
+
+def train_config():
+  c = ml_collections.ConfigDict()
+  c.batch_size = 32                # per replica
+  c.epochs = 300
+  c.steps_per_epoch = 0            # 0: videos in the split // global batch
+  c.seed = 0
+  c.mixed_precision = False
+  c.jit_compile = False
+  c.steps_per_execution = 1
+  c.keep_checkpoints = 3
+  c.checkpoint_every_epochs = 1
+  c.log_images = True
+  return c
+
+
+def pretrain_config():
+  c = ml_collections.ConfigDict()
+  c.data = pretrain_data_config()
+  c.synthesis = synthesis_config()
+  c.augment = pretrain_augment_config()
+  c.model = ctp_model_config()
+  c.optimizer = sgd_config()
+  c.train = train_config()
+  return c
+
+
+def finetune_data_config():
+  """Action-recognition clips and augmentation (REFERENCE.md "Downstream")."""
+  c = ml_collections.ConfigDict()
+  c.train_split = "train"
+  c.test_split = "test"
+  c.clip_len = 16
+  c.stride = 2
+  c.sizes = ((149, 112), (171, 128), (192, 144))   # (w, h) choices before the random crop
+  c.crop_size = 112
+  c.flip_prob = 0.35
+  c.brightness_prob = 0.2
+  c.brightness_range = 32.0
+  c.contrast_prob = 0.2
+  c.contrast_range = 0.2
+  c.hue_sat_prob = 0.2
+  c.hue_range = 12.0
+  c.saturation_range = 0.1
+  c.test_resize = (171, 128)
+  c.num_test_clips = 10
+  c.shuffle_buffer = 256
+  return c
+
+
+def finetune_config():
+  c = ml_collections.ConfigDict()
+  c.data = finetune_data_config()
+  c.model = ml_collections.ConfigDict()
+  c.model.arch = "r3d_18"
+  c.model.width_multiplier = 1.0
+  c.model.dropout = 0.5
+  c.model.bn_epsilon = 1e-3
+  c.optimizer = sgd_config(lr=0.01, weight_decay=5e-4, decay_epochs=(60, 120))
+  c.train = train_config()
+  c.train.epochs = 150
+  c.train.eval_every_epochs = 10
+  return c

@@ -1,0 +1,25 @@
+"""ctp_tf: Catch-the-Patch self-supervised video representation learning in Keras 3 / TensorFlow."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ctp_tf",
+    version="0.1.0",
+    description="Catch-the-Patch (CtP) video representation learning with Keras 3 and TensorFlow",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["ctp_tf", "ctp_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "numpy>=1.26,<3",
+        "absl-py>=2.1,<3",
+        "ml_collections>=1.0,<2",
+        "av>=14,<19",
+        "matplotlib>=3.8,<4",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.6,<0.11"],
+    },
+)
