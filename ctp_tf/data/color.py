@@ -1,0 +1,121 @@
+"""Colour jitter for uint8 clips: hue/saturation, brightness and contrast, static or "dynamic".
+
+"Dynamic" (REFERENCE.md, pretraining) means a value is drawn at 2 or 3 key frames spread evenly
+over the clip (first and last frame always; the third, if any, in the middle) and linearly
+interpolated for the frames in between, so the jitter changes smoothly over time and the
+network cannot track a patch by its colour alone.
+
+Semantics (OpenCV-style, uint8 in and out, clipped to 0..255 once at the end):
+- hue: shift by U(-hue_range, hue_range) in OpenCV's 0..180 hue units (degrees / 2), wrapping.
+- saturation: x exp(U(-saturation_range, saturation_range)), clipped to the valid range.
+- brightness: + U(-brightness_range, brightness_range) grey levels.
+- contrast: alpha = exp(U(-contrast_range, contrast_range)); pixel * alpha + (1 - alpha) * m,
+  m = mean grey level (ITU-R 601 luma) after the brightness change. The PyTorch CtP release
+  blends with the mean grey level too; we take each frame's own mean, so (before clipping)
+  contrast never changes a frame's mean brightness, which keeps the dynamic variant, whose
+  alpha differs per frame, from flickering.
+Each op is applied to the whole clip with its probability; all randomness is stateless.
+"""
+
+import tensorflow as tf
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _split(seed, n):
+  return tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), num=n)
+
+
+def _to_uint8(x):
+  return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+
+def hue_saturation(clip, seed, *, prob, hue_range, saturation_range):
+  """With probability `prob`, shifts hue and scales saturation of a uint8 [..., 3] clip.
+
+  Example:
+  >>> out = hue_saturation(clip, [1, 2], prob=0.25, hue_range=12.0, saturation_range=0.1)
+  """
+  seeds = _split(seed, 3)
+  apply = tf.random.stateless_uniform([], seeds[0]) < prob
+  hue = tf.random.stateless_uniform([], seeds[1], -float(hue_range), float(hue_range))
+  log_sat = tf.random.stateless_uniform(
+      [], seeds[2], -float(saturation_range), float(saturation_range))
+
+  def jitter():
+    hsv = tf.image.rgb_to_hsv(tf.cast(clip, tf.float32) / 255.0)
+    h = tf.math.floormod(hsv[..., 0] + hue / 180.0, 1.0)
+    s = tf.clip_by_value(hsv[..., 1] * tf.exp(log_sat), 0.0, 1.0)
+    rgb = tf.image.hsv_to_rgb(tf.stack([h, s, hsv[..., 2]], axis=-1))
+    return _to_uint8(rgb * 255.0)
+
+  return tf.cond(apply, jitter, lambda: tf.identity(clip))
+
+
+def _keyframe_curve(seed, num_frames, low, high, keyframe_probs):
+  """Per-frame values: U(low, high) at K evenly spaced key frames, linearly interpolated.
+
+  K = 2 + i with i drawn from `keyframe_probs` (so (0.7, 0.3) gives 2 or 3 key frames).
+  Returns float32 [num_frames].
+  """
+  seeds = _split(seed, 2)
+  max_k = 1 + len(keyframe_probs)
+  logits = tf.math.log(tf.constant([float(p) for p in keyframe_probs], tf.float32))[None]
+  k = 2 + tf.cast(tf.random.stateless_categorical(logits, 1, seeds[0])[0, 0], tf.int32)
+  values = tf.random.stateless_uniform([max_k], seeds[1], low, high)
+  if num_frames == 1:
+    return values[:1]
+  # Position of each frame in key-frame units: frame t lies between key frames floor(u), +1.
+  u = (tf.range(num_frames, dtype=tf.float32) * tf.cast(k - 1, tf.float32)
+       / float(num_frames - 1))
+  left = tf.minimum(tf.cast(tf.floor(u), tf.int32), k - 2)
+  w = u - tf.cast(left, tf.float32)
+  return tf.gather(values, left) * (1.0 - w) + tf.gather(values, left + 1) * w
+
+
+def brightness_contrast(clip, seed, *, brightness_prob, brightness_range, contrast_prob,
+                        contrast_range, dynamic, dynamic_keyframe_probs=(0.7, 0.3)):
+  """Brightness shift then contrast scaling of a uint8 [T, H, W, 3] clip (static or dynamic).
+
+  Example:
+  >>> out = brightness_contrast(clip, [3, 4], brightness_prob=0.5, brightness_range=30.0,
+  ...                           contrast_prob=0.5, contrast_range=0.12, dynamic=True)
+
+  Args:
+    clip: uint8 [T, H, W, 3] with static T.
+    seed: int32 [2].
+    brightness_prob, brightness_range: + U(-range, range) with this probability.
+    contrast_prob, contrast_range: x exp(U(-range, range)) about the frame mean grey level.
+    dynamic: draw values at key frames and interpolate over time, else one value per clip.
+    dynamic_keyframe_probs: probabilities of 2, 3, ... key frames.
+
+  Returns:
+    uint8 [T, H, W, 3].
+  """
+  num_frames = clip.shape[0]
+  if num_frames is None:
+    raise ValueError("brightness_contrast needs a clip with a static number of frames")
+  seeds = _split(seed, 4)
+  do_b = tf.random.stateless_uniform([], seeds[0]) < brightness_prob
+  do_c = tf.random.stateless_uniform([], seeds[1]) < contrast_prob
+  b_range = float(brightness_range)
+  c_range = float(contrast_range)
+  if dynamic:
+    shift = _keyframe_curve(seeds[2], num_frames, -b_range, b_range, dynamic_keyframe_probs)
+    log_alpha = _keyframe_curve(seeds[3], num_frames, -c_range, c_range, dynamic_keyframe_probs)
+  else:
+    shift = tf.fill([num_frames], tf.random.stateless_uniform([], seeds[2], -b_range, b_range))
+    log_alpha = tf.fill([num_frames],
+                        tf.random.stateless_uniform([], seeds[3], -c_range, c_range))
+  shift = tf.where(do_b, shift, 0.0)
+  alpha = tf.exp(tf.where(do_c, log_alpha, 0.0))
+
+  def jitter():
+    x = tf.cast(clip, tf.float32) + shift[:, None, None, None]
+    grey = tf.tensordot(x, tf.constant(_LUMA, tf.float32), axes=[[3], [0]])
+    mean = tf.reduce_mean(grey, axis=[1, 2])
+    a = alpha[:, None, None, None]
+    x = x * a + (1.0 - a) * mean[:, None, None, None]
+    return _to_uint8(x)
+
+  return tf.cond(tf.logical_or(do_b, do_c), jitter, lambda: tf.identity(clip))
