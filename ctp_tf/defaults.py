@@ -102,6 +102,12 @@ def train_config():
   c.keep_checkpoints = 3
   c.checkpoint_every_epochs = 1
   c.log_images = True
+  # Training-loop knobs (ctp_tf.training): 0 = derive / off.
+  c.global_batch_size = 0          # if set: must divide by the replicas; overrides batch_size
+  c.backup_every_steps = 100       # step backups in WORKDIR/backup (and at every epoch end)
+  c.log_every_steps = 10           # TensorBoard batch scalars
+  c.image_every_epochs = 1         # TensorBoard box images
+  c.verbose = 1                    # Keras progress bar: 1 bar, 2 one line per epoch, 0 off
   return c
 
 
