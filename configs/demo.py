@@ -1,0 +1,33 @@
+"""The default pretraining config: a small CtP on the embedded demo data, ~5 min on 2 cores.
+
+R3D-10 at width 1/4 on 16 x 64 x 64 clips. The synthesis sizes and speeds are the reference
+ones scaled by 64/112 so patches cover the same share of the frame and move the same share of
+it per frame. `data_dir` empty means: make and convert the demo data on first use
+(`ctp_tf.demo_assets.ensure_demo_data`, cached in ~/.cache/ctp_tf/demo or $CTP_TF_DEMO_DIR).
+"""
+
+from ctp_tf import defaults
+
+SCALE = 64 / 112
+
+
+def get_config():
+  c = defaults.pretrain_config()
+  c.demo_data = True               # no --data_dir: use (and make) the demo shards
+  c.data.clip_len = 16
+  c.data.short_sides = (64, 72, 80)
+  c.data.crop_size = 64
+  c.data.shuffle_buffer = 64
+  c.synthesis.scales = tuple(max(4, round(s * SCALE)) for s in c.synthesis.scales)
+  c.synthesis.speed = round(c.synthesis.speed * SCALE, 2)
+  c.model.arch = "r3d_10"
+  c.model.width_multiplier = 0.25
+  c.model.hidden = 128
+  c.optimizer = defaults.sgd_config(lr=0.05, weight_decay=1e-4, decay_epochs=(8,))
+  c.train.batch_size = 8
+  c.train.epochs = 10
+  c.train.steps_per_epoch = 0      # videos // batch
+  c.train.backup_every_steps = 25
+  c.train.log_every_steps = 5
+  c.train.keep_checkpoints = 2
+  return c

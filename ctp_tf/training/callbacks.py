@@ -1,0 +1,348 @@
+"""Keras callbacks for long pretraining runs: step backups, checkpoints, NaN guard, logging.
+
+Every file is written under a temporary name and renamed when complete, so a kill at any
+moment leaves either the old or the new file, never half of one. Under multi-worker training
+every worker runs the save (reading synchronised variables is a collective op, so all must
+take part) but only the chief writes into the workdir; the others write into a private
+temporary directory that is deleted at once (what tf.keras' distributed file utilities did).
+"""
+
+import glob
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+from absl import logging
+
+_CKPT_RE = re.compile(r"^ckpt-(\d+)\.json$")
+
+
+def write_json_atomic(path, obj):
+  """Writes JSON to `path + .tmp-<pid>` then renames it over `path`."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+  os.replace(tmp, path)
+
+
+def _json_default(o):
+  if isinstance(o, (np.floating, np.integer)):
+    return o.item()
+  if isinstance(o, np.ndarray):
+    return o.tolist()
+  if hasattr(o, "numpy"):
+    return np.asarray(o.numpy()).tolist()
+  return str(o)
+
+
+def save_weights_atomic(model, path):
+  """`model.save_weights` (model and optimizer state) to a temporary name, then rename."""
+  d, base = os.path.split(path)
+  tmp = os.path.join(d, f".tmp-{os.getpid()}-{base}")
+  model.save_weights(tmp, overwrite=True)
+  os.replace(tmp, path)
+
+
+def global_step(model):
+  """Optimizer steps taken so far (the resume position)."""
+  opt = model.optimizer
+  return int(keras.ops.convert_to_numpy(opt.iterations))
+
+
+def current_learning_rate(model):
+  opt = model.optimizer
+  inner = getattr(opt, "inner_optimizer", opt)   # LossScaleOptimizer under mixed_float16
+  return float(keras.ops.convert_to_numpy(inner.learning_rate))
+
+
+def _finite(logs, key="loss"):
+  if not logs or key not in logs:
+    return True
+  return math.isfinite(float(logs[key]))
+
+
+class _WriterMixin:
+  """Directory to write into: the real one on the chief, a throwaway one elsewhere."""
+
+  def _target_dir(self, real_dir):
+    if self.is_chief:
+      os.makedirs(real_dir, exist_ok=True)
+      return real_dir
+    return tempfile.mkdtemp(prefix="ctp_worker_")
+
+  def _done(self, target_dir):
+    if not self.is_chief:
+      shutil.rmtree(target_dir, ignore_errors=True)
+
+
+class NanGuard(keras.callbacks.Callback):
+  """Stops training at the first non-finite loss; the savers below skip that state.
+
+  Put it first in the callback list: the backup and checkpoint callbacks read `tripped`.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.tripped = False
+    self.step = None
+
+  def on_train_batch_end(self, batch, logs=None):
+    if not self.tripped and not _finite(logs):
+      self.tripped = True
+      self.step = global_step(self.model)
+      logging.error("Loss is %s at step %d: stopping.", logs.get("loss"), self.step)
+      self.model.stop_training = True
+
+
+class StepBackup(_WriterMixin, keras.callbacks.Callback):
+  """Backs up model + optimizer state every `every_steps` optimizer steps and at epoch ends.
+
+  Files: `ckpt-<step>.weights.h5` then `ckpt-<step>.json` (written last, so a JSON file means
+  its weights are complete). The newest `keep` are kept. `restore_latest` reads them back.
+  """
+
+  def __init__(self, backup_dir, every_steps, steps_per_epoch, *, nan_guard=None,
+               is_chief=True, keep=2):
+    super().__init__()
+    self.backup_dir = backup_dir
+    self.every_steps = int(every_steps)
+    self.steps_per_epoch = int(steps_per_epoch)
+    self.nan_guard = nan_guard
+    self.is_chief = is_chief
+    self.keep = max(1, int(keep))
+    self.last_saved = None
+
+  def on_train_begin(self, logs=None):
+    self.last_saved = global_step(self.model)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.every_steps <= 0:
+      return
+    step = global_step(self.model)
+    if step - self.last_saved >= self.every_steps:
+      self.save(step, logs)
+
+  def on_epoch_end(self, epoch, logs=None):
+    step = global_step(self.model)
+    if step != self.last_saved:
+      self.save(step, logs)
+
+  def save(self, step, logs=None):
+    if (self.nan_guard is not None and self.nan_guard.tripped) or not _finite(logs):
+      return
+    target = self._target_dir(self.backup_dir)
+    name = os.path.join(target, f"ckpt-{step:09d}")
+    save_weights_atomic(self.model, name + ".weights.h5")
+    write_json_atomic(name + ".json", {
+        "global_step": step, "epoch": step // self.steps_per_epoch,
+        "step_in_epoch": step % self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch})
+    self.last_saved = step
+    if self.is_chief:
+      for old in list_backups(self.backup_dir)[self.keep:]:
+        for path in (old["json"], old["weights"]):
+          if os.path.exists(path):
+            os.remove(path)
+    self._done(target)
+
+
+def list_backups(backup_dir):
+  """Complete backups in `backup_dir`, newest first: dicts with step, json, weights."""
+  out = []
+  if not os.path.isdir(backup_dir):
+    return out
+  for f in os.listdir(backup_dir):
+    m = _CKPT_RE.match(f)
+    if m:
+      base = os.path.join(backup_dir, f[:-len(".json")])
+      if os.path.exists(base + ".weights.h5"):
+        out.append({"step": int(m.group(1)), "json": base + ".json",
+                    "weights": base + ".weights.h5"})
+  return sorted(out, key=lambda d: -d["step"])
+
+
+def restore_latest(model, backup_dir):
+  """Loads the newest readable backup into `model` (built, optimizer built); returns its
+  metadata dict or None. A backup that fails to load (damaged disk) is skipped with a warning.
+  """
+  for b in list_backups(backup_dir):
+    try:
+      model.load_weights(b["weights"])
+      with open(b["json"]) as f:
+        meta = json.load(f)
+    except (OSError, ValueError, KeyError) as e:
+      logging.warning("Backup %s could not be read (%s); trying an older one.", b["weights"], e)
+      continue
+    logging.info("Resumed from %s (step %d).", b["weights"], b["step"])
+    meta["path"] = b["weights"]
+    return meta
+  return None
+
+
+class Checkpoints(_WriterMixin, keras.callbacks.Callback):
+  """`checkpoints/epoch-<e>.weights.h5` every `every_epochs` epochs, keeping the last `keep`."""
+
+  def __init__(self, ckpt_dir, every_epochs=1, keep=3, *, nan_guard=None, is_chief=True):
+    super().__init__()
+    self.ckpt_dir = ckpt_dir
+    self.every_epochs = max(1, int(every_epochs))
+    self.keep = max(1, int(keep))
+    self.nan_guard = nan_guard
+    self.is_chief = is_chief
+    self.last_good = latest_checkpoint(ckpt_dir)
+
+  def on_epoch_end(self, epoch, logs=None):
+    if (epoch + 1) % self.every_epochs:
+      return
+    if (self.nan_guard is not None and self.nan_guard.tripped) or not _finite(logs):
+      return
+    target = self._target_dir(self.ckpt_dir)
+    path = os.path.join(target, f"epoch-{epoch + 1:04d}.weights.h5")
+    save_weights_atomic(self.model, path)
+    if self.is_chief:
+      self.last_good = path
+      for old in sorted(glob.glob(os.path.join(self.ckpt_dir, "epoch-*.weights.h5")))[:-self.keep]:
+        os.remove(old)
+    self._done(target)
+
+
+def latest_checkpoint(ckpt_dir):
+  files = sorted(glob.glob(os.path.join(ckpt_dir, "epoch-*.weights.h5")))
+  return files[-1] if files else None
+
+
+class StepLogs(keras.callbacks.Callback):
+  """Adds `learning_rate` and `global_step` to the epoch logs (CSV and TensorBoard see them).
+
+  Must come before CSVLogger in the callback list: callbacks share the logs dict.
+  """
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["learning_rate"] = current_learning_rate(self.model)
+      logs["global_step"] = global_step(self.model)
+
+
+class ScalarSummaries(keras.callbacks.Callback):
+  """TensorBoard scalars keyed by the global step (so a resumed run continues the curves).
+
+  Every `every_steps` steps: `batch/<metric>` and `learning_rate`; at epoch end
+  `epoch/<metric>` (the epoch means, including `iou` beside `iou_static`).
+  """
+
+  def __init__(self, log_dir, every_steps=10):
+    super().__init__()
+    self.log_dir = log_dir
+    self.every_steps = max(1, int(every_steps))
+    self._writer = None
+
+  def _w(self):
+    import tensorflow as tf
+    if self._writer is None:
+      self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
+    return self._writer
+
+  def on_train_batch_end(self, batch, logs=None):
+    import tensorflow as tf
+    step = global_step(self.model)
+    if step % self.every_steps or not logs:
+      return
+    with self._w().as_default(step=step):
+      for k, v in logs.items():
+        tf.summary.scalar(f"batch/{k}", float(v))
+      tf.summary.scalar("learning_rate", current_learning_rate(self.model))
+
+  def on_epoch_end(self, epoch, logs=None):
+    import tensorflow as tf
+    step = global_step(self.model)
+    with self._w().as_default(step=step):
+      for k, v in (logs or {}).items():
+        tf.summary.scalar(f"epoch/{k}", float(v))
+      tf.summary.scalar("epoch", epoch + 1)
+    self._w().flush()
+
+  def on_train_end(self, logs=None):
+    if self._writer is not None:
+      self._writer.flush()
+
+
+def draw_boxes(clips, true_boxes, pred_boxes, frames=None):
+  """uint8 clips [B,T,H,W,3], boxes [B,N,T,4] (x1,y1,x2,y2 pixels) -> float [B,H,W*k,3] in
+  [0, 1]: the chosen frames side by side, true boxes green, predicted boxes red."""
+  import tensorflow as tf
+  clips = np.asarray(clips)
+  b, t, h, w, _ = clips.shape
+  frames = frames or sorted({0, t // 2, t - 1})
+  rows = []
+  for i in range(b):
+    tiles = []
+    for f in frames:
+      img = tf.image.convert_image_dtype(clips[i, f], tf.float32)[None]
+
+      def norm(bx):
+        bx = np.asarray(bx, np.float32)
+        return np.stack([bx[:, 1] / h, bx[:, 0] / w, bx[:, 3] / h, bx[:, 2] / w], -1)[None]
+
+      img = tf.image.draw_bounding_boxes(img, norm(true_boxes[i, :, f]), [[0.0, 1.0, 0.0, 1.0]])
+      img = tf.image.draw_bounding_boxes(img, norm(pred_boxes[i, :, f]), [[1.0, 0.0, 0.0, 1.0]])
+      tiles.append(img[0])
+    rows.append(tf.concat(tiles, axis=1))
+  return tf.stack(rows)
+
+
+class BoxImages(keras.callbacks.Callback):
+  """A few synthesised clips with true (green) and predicted (red) boxes, to TensorBoard.
+
+  `batch` is a fixed numpy batch dict (clip, boxes, weights); the model must have
+  `decode(deltas, boxes0)` (CtPModel). Drawn at the first and every `every_epochs`-th epoch.
+  """
+
+  def __init__(self, log_dir, batch, every_epochs=1, max_clips=3):
+    super().__init__()
+    self.log_dir = log_dir
+    self.batch = {k: np.asarray(v)[:max_clips] for k, v in batch.items()}
+    self.every_epochs = max(1, int(every_epochs))
+    self._failed = False
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self._failed or (epoch + 1) % self.every_epochs:
+      return
+    import tensorflow as tf
+    try:
+      deltas = self.model(self.batch, training=False)
+      pred = keras.ops.convert_to_numpy(self.model.decode(deltas, self.batch["boxes"][:, :, 0]))
+      images = draw_boxes(self.batch["clip"], self.batch["boxes"], pred)
+    except Exception as e:  # pylint: disable=broad-except
+      # Pictures are a convenience: never let them kill a days-long run.
+      logging.warning("Box images disabled: %s", e)
+      self._failed = True
+      return
+    writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
+    with writer.as_default(step=global_step(self.model)):
+      tf.summary.image("boxes/true_green_pred_red", images, max_outputs=len(images))
+    writer.close()
+
+
+def patch_for_multi_worker(model):
+  """Makes Keras 3 `fit` run under MultiWorkerMirroredStrategy (see notes/keras3-multiworker).
+
+  1. `_maybe_symbolic_build` feeds a PerReplica batch to a symbolic build and fails; the model
+     is already built (and its optimizer too) when we train, so it becomes a no-op.
+  2. The TF trainer reduces the step logs with `strategy.reduce("MEAN", v, axis=0)`, which
+     needs a leading axis: the logs leave `train_step` as shape-[1] tensors.
+  Private Keras hooks: pinned to keras 3.15 by setup.py and by tests/test_distributed.py.
+  """
+  from keras import ops
+  model._maybe_symbolic_build = lambda *a, **k: None
+  original = model.train_step
+
+  def train_step(data):
+    logs = original(data)
+    return {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+
+  model.train_step = train_step
+  return model

@@ -1,0 +1,323 @@
+"""CtP pretraining: `model.fit` of the CtP model on the synthesis pipeline under tf.distribute.
+
+`train(config, data_dir=..., workdir=...)` is the whole job; `scripts/pretrain.py` is flags
+around it. What it writes in `workdir`:
+
+  config.json      the resolved config plus the run's derived numbers (global batch, scaled lr,
+                   steps per epoch, strategy, replicas)
+  backup/          `ckpt-<step>.weights.h5` + `.json` (model + optimizer), every
+                   `train.backup_every_steps` steps and at each epoch end; the newest 2 kept
+  checkpoints/     `epoch-<e>.weights.h5`, the last `train.keep_checkpoints`
+  tb/              TensorBoard: scalars by global step, box images
+  log.csv          one row per epoch (appended across restarts)
+  metrics.json     final metrics and the run's status
+  export/          the encoder (`ctp_tf.downstream.export.export_encoder`)
+
+Resuming. Re-running the same command loads the newest backup (weights, optimizer moments,
+step counter, so the LR schedule continues) and trains from that step: first the rest of the
+interrupted epoch, then the remaining epochs. The input stream is an endless, seeded shuffle;
+its seed is derived from `(train.seed, the global step training (re)starts at, the worker)`.
+So a run restarted at step s always sees the same data as any other restart at s (resumed
+runs are reproducible), without paying to replay the decoded stream up to s; an
+uninterrupted run and a resumed one see different, equally distributed samples after s.
+"""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+from absl import logging
+
+from ctp_tf.training import callbacks as cbs
+from ctp_tf.training import optimizer as optim
+from ctp_tf.training import strategy as strat
+
+MIXED_PRECISION = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+class PretrainError(ValueError):
+  """Bad input found before the model is built (data dir, batch, config)."""
+
+
+def stream_seed(seed, start_step, pipeline_id=0):
+  """Dataset seed for a stream (re)started at `start_step` on input pipeline `pipeline_id`."""
+  return int((int(seed) * 1_000_003 + int(start_step) * 7_919 + int(pipeline_id) * 104_729)
+             % (2**31 - 1))
+
+
+def _count_videos(data_dir, split):
+  """Checks `data_dir` holds `split` shards; returns the number of videos (dataset.json)."""
+  import tensorflow as tf
+  if not data_dir:
+    raise PretrainError("No --data_dir given (and the config does not make demo data).")
+  if not tf.io.gfile.isdir(data_dir):
+    raise PretrainError(f"--data_dir={data_dir} does not exist or is not a directory.")
+  pattern = os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
+  shards = tf.io.gfile.glob(pattern)
+  if not shards:
+    raise PretrainError(
+        f"--data_dir={data_dir} has no '{split}' shards (looked for {pattern}). Convert videos "
+        "first: scripts/make_tfrecords.py --dataset=... --video_dir=... --out_dir=DATA_DIR")
+  meta_path = os.path.join(data_dir, "dataset.json")
+  if not tf.io.gfile.exists(meta_path):
+    raise PretrainError(f"--data_dir={data_dir} has shards but no dataset.json ({meta_path}); "
+                        "it is written by scripts/make_tfrecords.py.")
+  with tf.io.gfile.GFile(meta_path) as f:
+    meta = json.load(f)
+  try:
+    return int(meta["splits"][split]["videos"])
+  except (KeyError, TypeError, ValueError):
+    raise PretrainError(f"{meta_path} lists no video count for split {split!r}.") from None
+
+
+def plan_batches(config, num_replicas, num_videos):
+  """Returns (per_replica_batch, global_batch, steps_per_epoch) or raises PretrainError."""
+  t = config.train
+  if t.get("global_batch_size", 0):
+    gb = int(t.global_batch_size)
+    if gb <= 0 or gb % num_replicas:
+      raise PretrainError(
+          f"train.global_batch_size={gb} does not divide over the {num_replicas} replicas; use a "
+          f"multiple of {num_replicas} (or set train.batch_size per replica).")
+    per_replica = gb // num_replicas
+  else:
+    per_replica = int(t.batch_size)
+    if per_replica <= 0:
+      raise PretrainError(f"train.batch_size={t.batch_size} must be a positive per-replica batch.")
+  global_batch = per_replica * num_replicas
+  if t.steps_per_epoch:
+    steps = int(t.steps_per_epoch)
+  else:
+    steps = num_videos // global_batch
+    if steps == 0:
+      raise PretrainError(
+          f"The global batch {global_batch} (= {per_replica} per replica x {num_replicas} "
+          f"replicas) is larger than the {num_videos} training videos; lower train.batch_size "
+          "or set train.steps_per_epoch.")
+  if int(t.epochs) <= 0:
+    raise PretrainError(f"train.epochs={t.epochs} must be positive.")
+  spe = int(t.get("steps_per_execution", 1) or 1)
+  if spe < 1:
+    raise PretrainError(f"train.steps_per_execution={spe} must be >= 1.")
+  return per_replica, global_batch, steps
+
+
+def _mixed_precision_policy(setting, strategy):
+  """train.mixed_precision: False, True (float16 on GPU, bfloat16 on TPU/CPU), or a name."""
+  if not setting:
+    return None
+  if setting is True or setting == "auto":
+    import tensorflow as tf
+    if strat.is_tpu(strategy) or not tf.config.list_logical_devices("GPU"):
+      return "mixed_bfloat16"
+    return "mixed_float16"
+  if setting in MIXED_PRECISION:
+    return MIXED_PRECISION[setting]
+  if setting in MIXED_PRECISION.values():
+    return setting
+  raise PretrainError(f"train.mixed_precision={setting!r}: use False, True, 'float16' or "
+                      "'bfloat16'.")
+
+
+def default_model_fn(config, clip_shape, num_boxes, synchronized_bn):
+  from ctp_tf.models import build_ctp_model
+  return build_ctp_model(config.model, clip_shape=clip_shape, num_boxes=num_boxes,
+                         synchronized_bn=synchronized_bn)
+
+
+def default_dataset_fn(data_dir, config, *, batch_size, seed, num_input_pipelines,
+                       input_pipeline_id):
+  from ctp_tf.data.pretrain_input import pretrain_dataset
+  return pretrain_dataset(data_dir, config, split=config.data.split, batch_size=batch_size,
+                          seed=seed, num_input_pipelines=num_input_pipelines,
+                          input_pipeline_id=input_pipeline_id, repeat=True)
+
+
+def _dummy_batch(clip_shape, num_boxes):
+  t, h, w = clip_shape
+  boxes = np.tile(np.array([0, 0, min(8, w - 1), min(8, h - 1)], np.float32),
+                  (1, num_boxes, t, 1))
+  return {"clip": np.zeros((1, t, h, w, 3), np.uint8), "boxes": boxes,
+          "weights": np.ones((1, num_boxes, t), np.float32)}
+
+
+def _export(model, export_dir, config, clip_shape):
+  """The encoder to `export_dir`: export_encoder when it exists, else backbone weights."""
+  os.makedirs(export_dir, exist_ok=True)
+  try:
+    from ctp_tf.downstream.export import export_encoder
+  except ImportError:
+    export_encoder = None
+  if export_encoder is not None:
+    export_encoder(model, export_dir, config=config, clip_shape=clip_shape)
+    return "export_encoder"
+  backbone = getattr(model, "backbone", model)
+  cbs.save_weights_atomic(backbone, os.path.join(export_dir, "backbone.weights.h5"))
+  cbs.write_json_atomic(os.path.join(export_dir, "config.json"), config.to_dict())
+  return "backbone_weights"
+
+
+def _sample_batch(dataset_fn, data_dir, config, seed):
+  """A fixed batch of 3 synthesised clips for the TensorBoard box images."""
+  ds = dataset_fn(data_dir, config, batch_size=3, seed=seed + 12345, num_input_pipelines=1,
+                  input_pipeline_id=0)
+  return {k: np.asarray(v) for k, v in next(iter(ds)).items()}
+
+
+def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None,
+          dataset_fn=None):
+  """Pretrains CtP with `model.fit`; returns the final metrics dict (also metrics.json).
+
+  Args:
+    config: pretraining ConfigDict (`configs/*.py`, `ctp_tf.defaults.pretrain_config()`).
+    data_dir: converted shards (`scripts/make_tfrecords.py`).
+    workdir: where everything is written (see the module doc); re-running resumes.
+    strategy: `auto|default|mirrored|multi_worker|tpu` or a `tf.distribute.Strategy`.
+    tpu: TPU address for `strategy="tpu"`.
+    model_fn: `(config, clip_shape, num_boxes, synchronized_bn) -> keras.Model` with a
+      `compute_loss` override; default `build_ctp_model`. For tests and experiments.
+    dataset_fn: `(data_dir, config, *, batch_size, seed, num_input_pipelines,
+      input_pipeline_id) -> tf.data.Dataset` of endless batch dicts; default `pretrain_dataset`.
+
+  Returns:
+    dict with the last epoch's metrics (`loss`, `loss_ctr`, `loss_size`, `iou`,
+    `iou_static`, ...), `global_step`, `status` (`completed` | `nan_loss` | `stopped`) and
+    the paths written.
+  """
+  import keras
+  import tensorflow as tf
+
+  t0 = time.time()
+  model_fn = model_fn or default_model_fn
+  custom_data = dataset_fn is not None
+  dataset_fn = dataset_fn or default_dataset_fn
+
+  # -- Everything that can be wrong with the input, checked before any model is built. --
+  s = strategy if isinstance(strategy, tf.distribute.Strategy) else \
+      strat.get_strategy(strategy, tpu)
+  replicas = s.num_replicas_in_sync
+  workers, worker_id = strat.num_workers(s), strat.worker_index(s)
+  chief = strat.is_chief(s)
+  multi_worker = strat.is_multi_worker(s)
+  split = config.data.split
+  num_videos = None if (custom_data and not data_dir) else _count_videos(data_dir, split)
+  if num_videos is None and not config.train.steps_per_epoch:
+    raise PretrainError("A custom dataset_fn without data_dir needs train.steps_per_epoch.")
+  per_replica, global_batch, steps_per_epoch = plan_batches(config, replicas, num_videos or 0)
+  policy = _mixed_precision_policy(config.train.mixed_precision, s)
+  if policy == "mixed_float16" and not tf.config.list_logical_devices("GPU"):
+    raise PretrainError("train.mixed_precision='float16' needs a GPU; use 'bfloat16' on CPU/TPU.")
+
+  epochs = int(config.train.epochs)
+  total_steps = epochs * steps_per_epoch
+  clip_len, crop = int(config.data.clip_len), int(config.data.crop_size)
+  clip_shape = (clip_len, crop, crop)
+  num_boxes = int(config.synthesis.num_trajectories)
+  paths = {k: os.path.join(workdir, v) for k, v in {
+      "backup": "backup", "checkpoints": "checkpoints", "tb": "tb", "csv": "log.csv",
+      "config": "config.json", "metrics": "metrics.json", "export": "export"}.items()}
+  os.makedirs(workdir, exist_ok=True)
+  run_info = {
+      "strategy": type(s).__name__, "replicas": replicas, "workers": workers,
+      "per_replica_batch": per_replica, "global_batch": global_batch,
+      "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+      "learning_rate": optim.scaled_learning_rate(config.optimizer, global_batch),
+      "mixed_precision": policy or "float32", "data_dir": data_dir, "num_videos": num_videos,
+      "keras": keras.__version__, "tensorflow": tf.__version__}
+  if chief:
+    cbs.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
+  logging.info("Pretraining: %s", json.dumps(run_info))
+
+  previous_policy = keras.config.dtype_policy()
+  if policy:
+    keras.config.set_dtype_policy(policy)
+  try:
+    # -- Model, optimizer, restore. --
+    with s.scope():
+      model = model_fn(config, clip_shape, num_boxes, replicas > 1)
+      model(_dummy_batch(clip_shape, num_boxes), training=False)   # build every variable
+      opt = optim.make_optimizer(config.optimizer, steps_per_epoch, global_batch)
+      model.compile(optimizer=opt, jit_compile=bool(config.train.jit_compile),
+                    steps_per_execution=int(config.train.steps_per_execution or 1))
+      model.optimizer.build(model.trainable_variables)
+    if multi_worker:
+      cbs.patch_for_multi_worker(model)
+    resumed = cbs.restore_latest(model, paths["backup"])
+    start = cbs.global_step(model)
+    if resumed:
+      logging.info("Resuming at step %d of %d (epoch %d).", start, total_steps,
+                   start // steps_per_epoch)
+
+    def distributed(start_step):
+      def fn(ctx):
+        return dataset_fn(
+            data_dir, config, batch_size=ctx.get_per_replica_batch_size(global_batch),
+            seed=stream_seed(config.train.seed, start_step, ctx.input_pipeline_id),
+            num_input_pipelines=ctx.num_input_pipelines, input_pipeline_id=ctx.input_pipeline_id)
+      return s.distribute_datasets_from_function(fn)
+
+    nan_guard = cbs.NanGuard()
+    backup = cbs.StepBackup(paths["backup"], config.train.backup_every_steps, steps_per_epoch,
+                            nan_guard=nan_guard, is_chief=chief)
+    ckpts = cbs.Checkpoints(paths["checkpoints"], config.train.checkpoint_every_epochs,
+                            config.train.keep_checkpoints, nan_guard=nan_guard, is_chief=chief)
+    callbacks = [nan_guard, cbs.StepLogs(), backup, ckpts]
+    if chief:
+      callbacks += [keras.callbacks.CSVLogger(paths["csv"], append=True),
+                    cbs.ScalarSummaries(paths["tb"], config.train.log_every_steps)]
+      if config.train.log_images and hasattr(model, "decode") and not multi_worker:
+        callbacks.append(cbs.BoxImages(
+            paths["tb"], _sample_batch(dataset_fn, data_dir, config, int(config.train.seed)),
+            config.train.image_every_epochs))
+    verbose = int(config.train.get("verbose", 1)) if chief else 0
+
+    last_logs = {}
+    step = start
+    while step < total_steps and not model.stop_training:
+      epoch, in_epoch = divmod(step, steps_per_epoch)
+      if in_epoch:   # the rest of an interrupted epoch, then whole epochs
+        hist = model.fit(distributed(step), epochs=epoch + 1, initial_epoch=epoch,
+                         steps_per_epoch=steps_per_epoch - in_epoch, callbacks=callbacks,
+                         verbose=verbose)
+      else:
+        hist = model.fit(distributed(step), epochs=epochs, initial_epoch=epoch,
+                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+      if hist.history:
+        last_logs = {k: float(v[-1]) for k, v in hist.history.items()}
+      new_step = cbs.global_step(model)
+      if new_step == step or nan_guard.tripped:
+        break
+      step = new_step
+    step = cbs.global_step(model)
+
+    metrics = dict(last_logs)
+    metrics.update({"global_step": step, "total_steps": total_steps,
+                    "epochs_done": step / steps_per_epoch, "resumed_from_step": start,
+                    "wall_seconds": time.time() - t0})
+    if nan_guard.tripped:
+      good = cbs.list_backups(paths["backup"])
+      metrics["status"] = "nan_loss"
+      metrics["nan_step"] = nan_guard.step
+      metrics["last_good_backup"] = good[0]["weights"] if good else None
+      metrics["last_good_checkpoint"] = ckpts.last_good
+      metrics["message"] = (
+          f"Loss became NaN/inf at step {nan_guard.step}; training stopped. The last good state "
+          f"is {metrics['last_good_backup'] or 'none (no backup yet)'}"
+          f"{' and checkpoint ' + ckpts.last_good if ckpts.last_good else ''}; "
+          "nothing after it was saved. Lower optimizer.lr or check the data, then re-run to "
+          "resume from it.")
+      logging.error(metrics["message"])
+    elif step >= total_steps:
+      metrics["status"] = "completed"
+      if chief:
+        metrics["export"] = paths["export"]
+        metrics["export_kind"] = _export(model, paths["export"], config, clip_shape)
+    else:
+      metrics["status"] = "stopped"
+    if chief:
+      cbs.write_json_atomic(paths["metrics"], metrics)
+    return metrics
+  finally:
+    keras.config.set_dtype_policy(previous_policy)
