@@ -157,4 +157,5 @@ def finetune_config():
   c.train = train_config()
   c.train.epochs = 150
   c.train.eval_every_epochs = 10
+  c.train.eval_batch_size = 4      # videos per 10-clip evaluation batch
   return c
