@@ -40,6 +40,14 @@ def _json_default(o):
   return str(o)
 
 
+def remove_stale_temporaries(dirs):
+  """Deletes the temporary files a killed run left (`*.tmp-<pid>`, `.tmp-<pid>-*`)."""
+  for d in dirs:
+    for path in glob.glob(os.path.join(d, "*.tmp-*")) + glob.glob(os.path.join(d, ".tmp-*")):
+      if os.path.isfile(path):
+        os.remove(path)
+
+
 def save_weights_atomic(model, path):
   """`model.save_weights` (model and optimizer state) to a temporary name, then rename."""
   d, base = os.path.split(path)
@@ -58,6 +66,12 @@ def current_learning_rate(model):
   opt = model.optimizer
   inner = getattr(opt, "inner_optimizer", opt)   # LossScaleOptimizer under mixed_float16
   return float(keras.ops.convert_to_numpy(inner.learning_rate))
+
+
+def weights_finite(model):
+  """True when every model weight is finite (a loss is logged before its update is applied,
+  so a finite loss alone does not prove the new weights are)."""
+  return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights)
 
 
 def _finite(logs, key="loss"):
@@ -93,10 +107,15 @@ class NanGuard(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     if not self.tripped and not _finite(logs):
+      logging.error("Loss is %s at step %d: stopping.", logs.get("loss"),
+                    global_step(self.model))
+      self.trip(global_step(self.model))
+
+  def trip(self, step):
+    if not self.tripped:
       self.tripped = True
-      self.step = global_step(self.model)
-      logging.error("Loss is %s at step %d: stopping.", logs.get("loss"), self.step)
-      self.model.stop_training = True
+      self.step = step
+    self.model.stop_training = True
 
 
 class StepBackup(_WriterMixin, keras.callbacks.Callback):
@@ -134,6 +153,11 @@ class StepBackup(_WriterMixin, keras.callbacks.Callback):
 
   def save(self, step, logs=None):
     if (self.nan_guard is not None and self.nan_guard.tripped) or not _finite(logs):
+      return
+    if not weights_finite(self.model):
+      logging.error("Non-finite weights at step %d: not backed up.", step)
+      if self.nan_guard is not None:
+        self.nan_guard.trip(step)
       return
     target = self._target_dir(self.backup_dir)
     name = os.path.join(target, f"ckpt-{step:09d}")
@@ -200,6 +224,10 @@ class Checkpoints(_WriterMixin, keras.callbacks.Callback):
       return
     if (self.nan_guard is not None and self.nan_guard.tripped) or not _finite(logs):
       return
+    if not weights_finite(self.model):
+      if self.nan_guard is not None:
+        self.nan_guard.trip(global_step(self.model))
+      return
     target = self._target_dir(self.ckpt_dir)
     path = os.path.join(target, f"epoch-{epoch + 1:04d}.weights.h5")
     save_weights_atomic(self.model, path)
@@ -225,6 +253,40 @@ class StepLogs(keras.callbacks.Callback):
     if logs is not None:
       logs["learning_rate"] = current_learning_rate(self.model)
       logs["global_step"] = global_step(self.model)
+
+
+class CSVLog(keras.callbacks.Callback):
+  """One row per epoch appended to `path` (a restart appends below the rows already there).
+
+  Keras' CSVLogger adds empty `val_*` columns when there is no validation; this one writes the
+  logged keys only. The header is written when the file is new; a later run whose keys differ
+  starts a new header line so no row is misread.
+  """
+
+  def __init__(self, path):
+    super().__init__()
+    self.path = path
+    self._keys = None
+
+  def on_epoch_end(self, epoch, logs=None):
+    import csv
+    logs = dict(logs or {})
+    keys = ["epoch"] + sorted(logs)
+    new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+    if self._keys is None and not new:
+      with open(self.path) as f:
+        header = None
+        for row in csv.reader(f):
+          if row and row[0] == "epoch":
+            header = row
+        self._keys = header
+    with open(self.path, "a", newline="") as f:
+      w = csv.writer(f)
+      if new or self._keys != keys:
+        w.writerow(keys)
+        self._keys = keys
+      w.writerow([epoch + 1] + [float(logs[k]) for k in keys[1:]])
+      f.flush()
 
 
 class ScalarSummaries(keras.callbacks.Callback):
@@ -253,21 +315,47 @@ class ScalarSummaries(keras.callbacks.Callback):
       return
     with self._w().as_default(step=step):
       for k, v in logs.items():
-        tf.summary.scalar(f"batch/{k}", float(v))
-      tf.summary.scalar("learning_rate", current_learning_rate(self.model))
+        write_scalar(f"batch/{k}", v, step)
+      write_scalar("learning_rate", current_learning_rate(self.model), step)
 
   def on_epoch_end(self, epoch, logs=None):
     import tensorflow as tf
     step = global_step(self.model)
     with self._w().as_default(step=step):
       for k, v in (logs or {}).items():
-        tf.summary.scalar(f"epoch/{k}", float(v))
-      tf.summary.scalar("epoch", epoch + 1)
+        write_scalar(f"epoch/{k}", v, step)
+      write_scalar("epoch", epoch + 1, step)
     self._w().flush()
 
   def on_train_end(self, logs=None):
     if self._writer is not None:
       self._writer.flush()
+
+
+def _summary_metadata(plugin):
+  from tensorflow.core.framework import summary_pb2
+  m = summary_pb2.SummaryMetadata()
+  m.plugin_data.plugin_name = plugin
+  return m.SerializeToString()
+
+
+def write_scalar(tag, value, step):
+  """A TensorBoard scalar without the tensorboard package (not a dependency of ours):
+  `tf.summary.write` with the scalars plugin's metadata, as tf.summary.scalar writes it."""
+  import tensorflow as tf
+  tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step,
+                   metadata=_summary_metadata("scalars"))
+
+
+def write_images(tag, images, step):
+  """TensorBoard images (float [B,H,W,3] in [0, 1]) via the images plugin's tensor format:
+  [width, height, png_1, ..., png_B] strings."""
+  import tensorflow as tf
+  images = tf.image.convert_image_dtype(tf.convert_to_tensor(images), tf.uint8, saturate=True)
+  pngs = [tf.io.encode_png(im) for im in tf.unstack(images)]
+  h, w = int(images.shape[1]), int(images.shape[2])
+  tensor = tf.stack([tf.constant(str(w)), tf.constant(str(h))] + pngs)
+  tf.summary.write(tag, tensor, step=step, metadata=_summary_metadata("images"))
 
 
 def draw_boxes(clips, true_boxes, pred_boxes, frames=None):
@@ -307,6 +395,7 @@ class BoxImages(keras.callbacks.Callback):
     self.batch = {k: np.asarray(v)[:max_clips] for k, v in batch.items()}
     self.every_epochs = max(1, int(every_epochs))
     self._failed = False
+    self._writer = None
 
   def on_epoch_end(self, epoch, logs=None):
     if self._failed or (epoch + 1) % self.every_epochs:
@@ -321,10 +410,11 @@ class BoxImages(keras.callbacks.Callback):
       logging.warning("Box images disabled: %s", e)
       self._failed = True
       return
-    writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
-    with writer.as_default(step=global_step(self.model)):
-      tf.summary.image("boxes/true_green_pred_red", images, max_outputs=len(images))
-    writer.close()
+    if self._writer is None:
+      self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
+    with self._writer.as_default(step=global_step(self.model)):
+      write_images("boxes/true_green_pred_red", images, global_step(self.model))
+    self._writer.flush()
 
 
 def patch_for_multi_worker(model):

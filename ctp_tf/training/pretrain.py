@@ -167,7 +167,7 @@ def _sample_batch(dataset_fn, data_dir, config, seed):
 
 
 def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None,
-          dataset_fn=None):
+          dataset_fn=None, callbacks=()):
   """Pretrains CtP with `model.fit`; returns the final metrics dict (also metrics.json).
 
   Args:
@@ -180,6 +180,7 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       `compute_loss` override; default `build_ctp_model`. For tests and experiments.
     dataset_fn: `(data_dir, config, *, batch_size, seed, num_input_pipelines,
       input_pipeline_id) -> tf.data.Dataset` of endless batch dicts; default `pretrain_dataset`.
+    callbacks: extra Keras callbacks, run after ours.
 
   Returns:
     dict with the last epoch's metrics (`loss`, `loss_ctr`, `loss_size`, `iou`,
@@ -227,6 +228,7 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       "mixed_precision": policy or "float32", "data_dir": data_dir, "num_videos": num_videos,
       "keras": keras.__version__, "tensorflow": tf.__version__}
   if chief:
+    cbs.remove_stale_temporaries([paths["backup"], paths["checkpoints"], workdir])
     cbs.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
   logging.info("Pretraining: %s", json.dumps(run_info))
 
@@ -235,6 +237,8 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
     keras.config.set_dtype_policy(policy)
   try:
     # -- Model, optimizer, restore. --
+    # Same seed, same initial weights (and identical on every worker and replica).
+    keras.utils.set_random_seed(int(config.train.seed))
     with s.scope():
       model = model_fn(config, clip_shape, num_boxes, replicas > 1)
       model(_dummy_batch(clip_shape, num_boxes), training=False)   # build every variable
@@ -263,14 +267,16 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
                             nan_guard=nan_guard, is_chief=chief)
     ckpts = cbs.Checkpoints(paths["checkpoints"], config.train.checkpoint_every_epochs,
                             config.train.keep_checkpoints, nan_guard=nan_guard, is_chief=chief)
+    extra_callbacks = list(callbacks)
     callbacks = [nan_guard, cbs.StepLogs(), backup, ckpts]
     if chief:
-      callbacks += [keras.callbacks.CSVLogger(paths["csv"], append=True),
+      callbacks += [cbs.CSVLog(paths["csv"]),
                     cbs.ScalarSummaries(paths["tb"], config.train.log_every_steps)]
       if config.train.log_images and hasattr(model, "decode") and not multi_worker:
         callbacks.append(cbs.BoxImages(
             paths["tb"], _sample_batch(dataset_fn, data_dir, config, int(config.train.seed)),
             config.train.image_every_epochs))
+    callbacks += extra_callbacks
     verbose = int(config.train.get("verbose", 1)) if chief else 0
 
     last_logs = {}
