@@ -77,7 +77,10 @@ def _decode_windows(jpegs, y, x, h, w, ratio):
 
 
 def _resample(window, ty, tx, crop_h, crop_w):
-  """Separable bilinear resampling of uint8 [N, h, w, 3] at taps ty, tx -> float32 [N, ch, cw, 3]."""
+  """Separable bilinear resampling of uint8 [N, h, w, 3] at taps ty, tx.
+
+  Returns float32 [N, crop_h, crop_w, 3].
+  """
   y0, y1, fy = ty
   x0, x1, fx = tx
   # Gather rows before converting to float so only crop_h rows are ever converted.
