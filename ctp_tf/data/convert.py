@@ -302,11 +302,11 @@ class _Progress:
     self.last = now
     elapsed = max(now - self.start, 1e-6)
     rate = self.videos / elapsed
-    eta = (self.total - self.videos) / rate if rate > 0 else float("nan")
+    eta = f"{(self.total - self.videos) / rate:.0f}s" if self.videos >= 2 and rate > 0 else "?"
     width = 30
     filled = int(width * self.videos / max(self.total, 1))
     line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.videos}/{self.total} videos "
-            f"{self.frames} frames {rate:.1f} videos/s eta {eta:.0f}s failures {self.failures}")
+            f"{self.frames} frames {rate:.1f} videos/s eta {eta} failures {self.failures}")
     sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
     sys.stderr.flush()
 
