@@ -238,3 +238,56 @@ def load_serving(export_dir, *, arch=None, width_multiplier=None):
 
   call.loaded = loaded  # keeps the variables alive as long as the function
   return call, cfg
+
+
+def latest_weights(workdir):
+  """The newest weights of a pretraining workdir: its newest backup, else newest checkpoint."""
+  from ctp_tf.training import callbacks as cbs
+
+  backups = cbs.list_backups(os.path.join(workdir, "backup"))
+  if backups:
+    return backups[0]["weights"]
+  ckpt = cbs.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  if ckpt:
+    return ckpt
+  raise FileNotFoundError(f"no backup/ckpt-*.weights.h5 or checkpoints/epoch-*.weights.h5 in "
+                          f"{workdir!r}: nothing to export (has pretraining run there?).")
+
+
+def export_from_workdir(workdir, export_dir, *, checkpoint=None):
+  """Rebuilds the CtP model of a pretraining workdir, loads its newest (or the given) weights
+  and exports the encoder (`scripts/export.py`).
+
+  Returns:
+    The export config dict.
+  """
+  import ml_collections
+
+  from ctp_tf import models
+
+  cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(cfg_path):
+    raise FileNotFoundError(f"{cfg_path} not found: --workdir must be a pretraining workdir "
+                            "(written by scripts/pretrain.py).")
+  with open(cfg_path) as f:
+    saved = json.load(f)
+  config = ml_collections.ConfigDict(saved.get("config", saved))
+  weights = checkpoint or latest_weights(workdir)
+  if not os.path.exists(weights):
+    raise FileNotFoundError(f"--checkpoint {weights!r} does not exist.")
+  clip_shape = (int(config.data.clip_len), int(config.data.crop_size),
+                int(config.data.crop_size))
+  num_boxes = int(config.synthesis.num_trajectories)
+  model = models.build_ctp_model(config.model, clip_shape=clip_shape, num_boxes=num_boxes)
+  t, h, w = clip_shape
+  boxes = np.tile(np.array([0, 0, min(8, w - 1), min(8, h - 1)], np.float32),
+                  (1, num_boxes, t, 1))
+  model({"clip": np.zeros((1, t, h, w, 3), np.uint8), "boxes": boxes}, training=False)
+  try:
+    # The backups also hold optimizer state; only the model's variables are needed here.
+    model.load_weights(weights, skip_mismatch=False)
+  except Exception as e:
+    raise ExportError(f"cannot load {weights} into the {config.model.arch} CtP model of "
+                      f"{cfg_path}: {type(e).__name__}: {e}") from e
+  return export_encoder(model, export_dir, config=config, clip_shape=clip_shape,
+                        source=os.path.abspath(weights))

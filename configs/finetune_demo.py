@@ -1,0 +1,39 @@
+"""Finetuning on the embedded demo data: the reference recipe at demo scale (minutes on 2 cores).
+
+Matches `configs/demo.py` pretraining (R3D-10 at width 1/4, 16 x 64 x 64 clips): the
+reference (w, h) scales and the 171x128 test resize are multiplied by 64/112 so the crop covers
+the same share of the frame. 12 epochs, x0.1 at epoch 8, 10-clip validation every 3 epochs.
+With no --data_dir the demo shards are made on first use (`ctp_tf.demo_assets`).
+
+  python scripts/finetune.py --workdir=runs/ft_scratch
+  python scripts/finetune.py --workdir=runs/ft_ctp --init_from=runs/demo_pretrain/export
+"""
+
+from ctp_tf import defaults
+
+SCALE = 64 / 112
+
+
+def _scaled(wh):
+  return tuple(int(round(v * SCALE)) for v in wh)
+
+
+def get_config():
+  c = defaults.finetune_config()
+  c.dataset = "demo"
+  c.demo_data = True
+  c.data.clip_len = 16
+  c.data.stride = 2
+  c.data.crop_size = 64
+  c.data.sizes = tuple(_scaled(wh) for wh in c.data.sizes)   # (85, 64), (98, 73), (110, 82)
+  c.data.test_resize = _scaled(c.data.test_resize)           # (98, 73)
+  c.data.shuffle_buffer = 64
+  c.model.arch = "r3d_10"
+  c.model.width_multiplier = 0.25
+  c.optimizer = defaults.sgd_config(lr=0.05, weight_decay=5e-4, decay_epochs=(8,))
+  c.train.batch_size = 8
+  c.train.epochs = 12
+  c.train.eval_every_epochs = 3
+  c.train.backup_every_steps = 25
+  c.train.keep_checkpoints = 2
+  return c

@@ -1,0 +1,295 @@
+"""Action-recognition finetuning with `model.fit`: scratch or from an encoder export.
+
+The model is the standard-stride backbone (stage 4 downsamples too) + `VideoClassifier`
+(global average pool, dropout 0.5, one Dense initialised N(0, 0.001)). With `init_from` the
+backbone weights come from the export's `encoder.weights.h5`, restored exactly.
+
+`workdir` layout (the same as pretraining where it overlaps):
+- `config.json`: the experiment config, classes and where the encoder came from.
+- `backup/`: model + optimizer backups (`ctp_tf.training.callbacks.StepBackup`) at every epoch
+  end (and every `train.backup_every_steps` steps if set); a killed run resumes from the newest.
+- `checkpoints/epoch-XXXX.weights.h5`: per-epoch weights (the newest `keep_checkpoints` kept).
+- `tb/`: TensorBoard scalars keyed by global step; `log.csv`: one row per epoch (appended
+  across restarts).
+- `history.json`: per-epoch `loss`, `acc`, `learning_rate`, and `val_top1`/`val_top5` (null on epochs
+  without validation) - what `ctp_tf.curves` plots.
+- `final.weights.h5`: the last epoch's model (the paper's result), read by `evaluate`.
+
+Validation runs the 10-clip protocol on the test split every `config.train.eval_every_epochs`
+epochs and after the last epoch (`TenClipValidation` callback).
+
+Example:
+```python
+from configs import finetune_demo
+from ctp_tf.downstream import finetune
+finetune.finetune(finetune_demo.get_config(), data_dir="data/demo_shards",
+                  workdir="runs/ft_ctp", init_from="runs/pretrain/export")
+```
+"""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+
+FINAL_WEIGHTS = "final.weights.h5"
+HISTORY = "history.json"
+CONFIG = "config.json"
+
+
+def _write_json_atomic(path, obj):
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+
+
+def _config_from_dict(d):
+  import ml_collections
+  return ml_collections.ConfigDict(d)
+
+
+def build_classifier(config, num_classes, *, init_from=None):
+  """Standard backbone (scratch or restored from an export) + VideoClassifier.
+
+  Returns:
+    (classifier keras.Model, export config dict or None).
+  """
+  from ctp_tf import models
+  from ctp_tf.downstream import export
+
+  m = config.model
+  export_cfg = None
+  if init_from:
+    backbone, export_cfg = export.load_encoder(init_from, arch=m.arch,
+                                               width_multiplier=m.width_multiplier)
+  else:
+    backbone = models.build_backbone(m.arch, "standard", width_multiplier=m.width_multiplier,
+                                     bn_epsilon=m.bn_epsilon)
+  model = models.VideoClassifier(backbone, num_classes, dropout=m.dropout)
+  return model, export_cfg
+
+
+def load_finetuned(workdir, weights=None):
+  """Rebuilds the classifier of a finetuning workdir and loads its final (or given) weights.
+
+  Returns:
+    (model, config ConfigDict, info dict with "classes", "num_classes", "weights").
+  """
+  cfg_path = os.path.join(workdir, CONFIG)
+  if not os.path.exists(cfg_path):
+    raise FileNotFoundError(f"{cfg_path} not found: --workdir must be a finetuning workdir "
+                            "(written by scripts/finetune.py).")
+  with open(cfg_path) as f:
+    info = json.load(f)
+  config = _config_from_dict(info["config"])
+  weights = weights or os.path.join(workdir, FINAL_WEIGHTS)
+  if not os.path.exists(weights):
+    raise FileNotFoundError(f"{weights} not found: finetuning in {workdir!r} has not finished "
+                            "(rerun scripts/finetune.py with the same --workdir to resume).")
+  model, _ = build_classifier(config, int(info["num_classes"]))
+  _build(model, config)
+  model.load_weights(weights)
+  info["weights"] = weights
+  return model, config, info
+
+
+def _build(model, config):
+  """Creates the variables with one small forward pass (needed before load_weights)."""
+  d = config.data
+  model(np.zeros((1, int(d.clip_len), int(d.crop_size), int(d.crop_size), 3), np.uint8),
+        training=False)
+
+
+class TenClipValidation(keras.callbacks.Callback):
+  """Adds `val_top1`/`val_top5` (10-clip video accuracy) to the epoch logs.
+
+  Runs every `every` epochs and after the last one; other epochs get NaN so that the CSV and
+  history columns stay aligned (CSVLogger fixes its columns at the first epoch). Place it
+  before the logging callbacks so they see the values.
+
+  Args:
+    make_dataset: () -> the eval dataset (`evaluate.eval_dataset_for`), rebuilt per use.
+    every: validation period in epochs; epochs: total epochs of the run.
+  """
+
+  def __init__(self, make_dataset, *, every, epochs):
+    super().__init__()
+    self.make_dataset = make_dataset
+    self.every = max(1, int(every))
+    self.epochs = int(epochs)
+
+  def on_epoch_end(self, epoch, logs=None):
+    from ctp_tf.downstream import evaluate
+
+    if logs is None:
+      return
+    done = epoch + 1
+    if done % self.every == 0 or done == self.epochs:
+      scores, labels, _ = evaluate.predict_videos(self.model, self.make_dataset())
+      logs["val_top1"] = float(np.mean(evaluate.topk_correct(scores, labels, 1)))
+      logs["val_top5"] = float(np.mean(evaluate.topk_correct(scores, labels, 5)))
+      print(f"\nepoch {done}: 10-clip val_top1 {logs['val_top1']:.4f} "
+            f"val_top5 {logs['val_top5']:.4f}", flush=True)
+    else:
+      logs["val_top1"] = float("nan")
+      logs["val_top5"] = float("nan")
+
+
+class HistoryJson(keras.callbacks.Callback):
+  """Per-epoch logs in a JSON file kept across restarts (entries >= the epoch are replaced)."""
+
+  def __init__(self, path):
+    super().__init__()
+    self.path = path
+
+  def on_epoch_end(self, epoch, logs=None):
+    entries = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        entries = [e for e in json.load(f)["epochs"] if e["epoch"] < epoch + 1]
+    entry = {"epoch": epoch + 1}
+    for k, v in (logs or {}).items():
+      v = float(np.asarray(v))
+      entry[k] = None if math.isnan(v) else v
+    entries.append(entry)
+    _write_json_atomic(self.path, {"epochs": entries})
+
+
+def _history_complete(workdir, epochs):
+  path = os.path.join(workdir, HISTORY)
+  if not (os.path.exists(path) and os.path.exists(os.path.join(workdir, FINAL_WEIGHTS))):
+    return None
+  with open(path) as f:
+    entries = json.load(f)["epochs"]
+  return entries if len(entries) >= epochs and entries[-1]["epoch"] == epochs else None
+
+
+def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=None,
+             verbose="auto"):  # "auto": config.train.verbose
+  """Finetunes a classifier; resumes an interrupted run in the same workdir.
+
+  Args:
+    config: `ctp_tf.defaults.finetune_config()`-style ConfigDict (see `configs/finetune_*.py`).
+    data_dir: converted shards with `train`/`test` splits (names in config.data).
+    workdir: output directory (see the module docstring).
+    init_from: an encoder export directory, or None to train from scratch.
+    strategy, tpu: `ctp_tf.training.strategy.get_strategy` arguments.
+
+  Returns:
+    dict: final epoch's `loss`, `acc`, `val_top1`, `val_top5`, `epochs`, `history` path.
+  """
+  from ctp_tf.data import finetune_input, shards
+  from ctp_tf.downstream import evaluate
+  from ctp_tf.training import callbacks as callbacks_lib
+  from ctp_tf.training import optimizer as optimizer_lib
+  from ctp_tf.training import pretrain
+  from ctp_tf.training import strategy as strategy_lib
+
+  epochs = int(config.train.epochs)
+  os.makedirs(workdir, exist_ok=True)
+  done = _history_complete(workdir, epochs)
+  if done is not None:
+    print(f"{workdir}: finetuning already finished ({epochs} epochs); nothing to do.")
+    return _summary(workdir, done)
+
+  ds_meta = shards.load_dataset_json(data_dir)
+  classes = list(ds_meta["classes"])
+  train_split = config.data.train_split
+  try:
+    num_videos = int(ds_meta["splits"][train_split]["videos"])
+  except KeyError:
+    raise ValueError(f"{data_dir}/dataset.json has no split {train_split!r} "
+                     f"(splits: {sorted(ds_meta.get('splits', {}))}).") from None
+
+  strat = strategy_lib.get_strategy(strategy, tpu)
+  global_batch = (int(config.train.get("global_batch_size", 0))
+                  or int(config.train.batch_size) * strat.num_replicas_in_sync)
+  if global_batch % strat.num_replicas_in_sync:
+    raise ValueError(f"train.global_batch_size={global_batch} does not divide by the "
+                     f"{strat.num_replicas_in_sync} replicas.")
+  steps = int(config.train.steps_per_epoch) or max(1, num_videos // global_batch)
+  keras.utils.set_random_seed(int(config.train.seed))
+
+  with strat.scope():
+    model, export_cfg = build_classifier(config, len(classes), init_from=init_from)
+    _build(model, config)
+    model.compile(
+        optimizer=optimizer_lib.make_optimizer(config.optimizer, steps, global_batch),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
+        jit_compile=bool(config.train.jit_compile),
+        steps_per_execution=int(config.train.steps_per_execution))
+
+  _write_json_atomic(os.path.join(workdir, CONFIG), {
+      "config": config.to_dict(), "num_classes": len(classes), "classes": classes,
+      "init_from": os.path.abspath(init_from) if init_from else None,
+      "export_config": export_cfg, "data_dir": os.path.abspath(data_dir),
+      "global_batch": global_batch, "steps_per_epoch": steps})
+
+  # Resume exactly as pretraining does: the newest complete backup (weights, optimizer moments,
+  # step counter) of this workdir, then the rest of the interrupted epoch, then whole epochs.
+  backup_dir = os.path.join(workdir, "backup")
+  callbacks_lib.remove_stale_temporaries([backup_dir, os.path.join(workdir, "checkpoints"),
+                                          workdir])
+  model.optimizer.build(model.trainable_variables)
+  resumed = callbacks_lib.restore_latest(model, backup_dir)
+  start = callbacks_lib.global_step(model)
+  if resumed:
+    print(f"{workdir}: resuming at step {start} of {epochs * steps} ({resumed['path']}).",
+          flush=True)
+
+  def train_stream(start_step):
+    # The seed depends on the step training (re)starts at (pretrain.stream_seed): a resumed
+    # run draws new clips instead of replaying the first epoch's.
+    return finetune_input.finetune_dataset(
+        data_dir, config.data, split=train_split, batch_size=global_batch,
+        seed=pretrain.stream_seed(config.train.seed, start_step), repeat=True)
+
+  every = int(config.train.get("eval_every_epochs", 10))
+  nan_guard = callbacks_lib.NanGuard()
+  callbacks = [
+      nan_guard,
+      TenClipValidation(lambda: evaluate.eval_dataset_for(config, data_dir), every=every,
+                        epochs=epochs),
+      callbacks_lib.StepLogs(),
+      HistoryJson(os.path.join(workdir, HISTORY)),
+      callbacks_lib.StepBackup(backup_dir, int(config.train.get("backup_every_steps", 0)),
+                               steps, nan_guard=nan_guard),
+      callbacks_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                int(config.train.get("checkpoint_every_epochs", 1)),
+                                int(config.train.get("keep_checkpoints", 3)),
+                                nan_guard=nan_guard),
+      callbacks_lib.CSVLog(os.path.join(workdir, "log.csv")),
+      callbacks_lib.ScalarSummaries(os.path.join(workdir, "tb"),
+                                    int(config.train.get("log_every_steps", 10))),
+  ]
+  verbose = int(config.train.get("verbose", 1)) if verbose == "auto" else verbose
+  total_steps = epochs * steps
+  step = start
+  while step < total_steps and not model.stop_training:
+    epoch, in_epoch = divmod(step, steps)
+    model.fit(train_stream(step), epochs=epoch + 1 if in_epoch else epochs,
+              initial_epoch=epoch, steps_per_epoch=steps - in_epoch if in_epoch else steps,
+              callbacks=callbacks, verbose=verbose)
+    new_step = callbacks_lib.global_step(model)
+    if new_step == step or nan_guard.tripped:
+      break
+    step = new_step
+  if nan_guard.tripped:
+    raise FloatingPointError(f"finetuning in {workdir!r} stopped at step {nan_guard.step}: "
+                             "non-finite loss (lower optimizer.lr?). Backups before it are kept.")
+  callbacks_lib.save_weights_atomic(model, os.path.join(workdir, FINAL_WEIGHTS))
+  with open(os.path.join(workdir, HISTORY)) as f:
+    entries = json.load(f)["epochs"]
+  return _summary(workdir, entries)
+
+
+def _summary(workdir, entries):
+  last = entries[-1]
+  out = {k: last.get(k) for k in ("loss", "acc", "val_top1", "val_top5")}
+  out.update({"epochs": last["epoch"], "history": os.path.join(workdir, HISTORY),
+              "weights": os.path.join(workdir, FINAL_WEIGHTS)})
+  return out

@@ -1,0 +1,55 @@
+"""Finetunes an action classifier, from scratch or from an encoder export; resumes after a kill.
+
+  python scripts/finetune.py --config=configs/finetune_ucf101.py --data_dir=data/ucf101 \
+    --workdir=runs/ucf101_ctp --init_from=runs/pretrain/export
+  python scripts/finetune.py --data_dir=data/demo --workdir=runs/ft_demo   # demo config
+  python scripts/finetune.py ... --config.train.epochs=20 --config.optimizer.lr=0.005
+
+Writes WORKDIR/config.json, history.json, log.csv, tb/, backup/, checkpoints/ and
+final.weights.h5 (the last epoch's model); evaluate it with scripts/evaluate.py.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+config_flags.DEFINE_config_file(
+    "config", os.path.join(_ROOT, "configs", "finetune_demo.py"),
+    "Finetuning config file (configs/finetune_*.py); override fields with --config.a.b=v.",
+    lock_config=True)
+flags.DEFINE_string("data_dir", None, "Converted shards (train/test splits); default with a "
+                    "demo config: the embedded demo data (made on first use).")
+flags.DEFINE_string("workdir", None, "Output directory; rerun with the same one to resume.",
+                    required=True)
+flags.DEFINE_string("init_from", None, "Encoder export directory (default: train from scratch).")
+flags.DEFINE_string("strategy", "auto", "auto|default|mirrored|multi_worker|tpu")
+flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  from ctp_tf.downstream import export, finetune
+
+  data_dir = FLAGS.data_dir
+  if not data_dir:
+    if not FLAGS.config.get("demo_data", False):
+      raise app.UsageError("--data_dir is required (only demo configs have embedded data).")
+    from ctp_tf import demo_assets
+    data_dir = demo_assets.ensure_demo_data()
+  try:
+    result = finetune.finetune(FLAGS.config, data_dir=data_dir, workdir=FLAGS.workdir,
+                               init_from=FLAGS.init_from, strategy=FLAGS.strategy,
+                               tpu=FLAGS.tpu)
+  except export.ExportError as e:
+    raise app.UsageError(f"--init_from: {e}")
+  print({k: v for k, v in result.items()})
+
+
+if __name__ == "__main__":
+  app.run(main)
