@@ -1,0 +1,428 @@
+"""Catch-the-Patch trajectory synthesis as pure, stateless TensorFlow.
+
+`synthesize_trajectories(clip, seed)` pastes N patches cut from the clip itself along random
+box trajectories (REFERENCE.md "Trajectory synthesis") and returns the edited clip with the
+boxes the network must regress.
+
+How it stays fast and tf.data friendly:
+- All random numbers of a clip come from ONE `stateless_uniform` call of shape `[B, N, D]`
+  that is then sliced into fields; categorical and integer draws are derived from uniforms.
+  Few ops means little per-clip dispatch overhead inside a tf.data map.
+- Everything is vectorised over a batch of clips B, trajectories N and frames T. The only
+  trace-time Python loop runs over the (at most `len(inner_keyframe_probs) + 1`) key-frame
+  slots of the location random walk, whose clipping is inherently sequential.
+- The patch of each (trajectory, frame) is rendered in a small window the size of the largest
+  box (not the whole frame) with ONE `tf.image.crop_and_resize` call, from an edge-replicated
+  copy of the source frame so that the bilinear resize clamps at the patch border exactly like
+  OpenCV's / `tf.image.resize`'s half-pixel bilinear resize of the cropped patch.
+- Windows are composited back with scatter-adds: the "over" operator in paste order is
+  `clip * prod(1 - a) + sum_n p_n a_n prod_{m pasted after n}(1 - a_m)`, a sum, so it needs no
+  loop over trajectories.
+
+`synthesize_batch` is the same computation for a batch of clips whose random numbers were drawn
+per clip (`draw_randoms`), so the input pipeline can synthesise after batching and still give
+exactly the per-clip result of `synthesize_trajectories(clip, seed)`.
+"""
+
+import math
+
+import tensorflow as tf
+
+from ctp_tf import defaults
+
+_INTERP_LINEAR, _INTERP_ACCEL, _INTERP_DECEL = 0, 1, 2
+_MASK_RECT, _MASK_ELLIPSE, _MASK_RHOMBUS = 0, 1, 2
+
+
+def default_config():
+  return defaults.synthesis_config()
+
+
+def _check_config(c):
+  def _probs(name, p):
+    if not p or any(x < 0 for x in p) or abs(sum(p) - 1.0) > 1e-4:
+      raise ValueError(f"synthesis config {name}={tuple(p)} must be non-negative and sum to 1")
+  _probs("inner_keyframe_probs", c.inner_keyframe_probs)
+  _probs("interpolation_probs", c.interpolation_probs)
+  if len(c.interpolation_probs) != 3:
+    raise ValueError("synthesis config interpolation_probs needs 3 entries "
+                     "(linear, accelerating, decelerating)")
+  _probs("mask_probs", c.mask_probs)
+  if len(c.mask_probs) != 3:
+    raise ValueError("synthesis config mask_probs needs 3 entries (rectangle, ellipse, rhombus)")
+  if c.num_trajectories < 1:
+    raise ValueError(f"synthesis config num_trajectories={c.num_trajectories} must be >= 1")
+  if not 0.0 <= c.visible_prob <= 1.0:
+    raise ValueError(f"synthesis config visible_prob={c.visible_prob} must lie in [0, 1]")
+  if c.speed < 0 or c.scale_rate < 0 or c.size_jitter < 0:
+    raise ValueError("synthesis config speed, scale_rate and size_jitter must be >= 0")
+  lo, hi = c.soft_edge_range
+  if not 0.0 <= lo <= hi < 0.5:
+    raise ValueError(f"synthesis config soft_edge_range={(lo, hi)} must satisfy 0 <= lo <= hi < 0.5")
+
+
+class _Layout:
+  """Column layout of the per-trajectory uniform random numbers."""
+
+  def __init__(self, config, num_frames):
+    self.k_inner = len(config.inner_keyframe_probs) - 1   # most inner key frames
+    self.k_max = self.k_inner + 2                        # key-frame slots incl. first and last
+    self.fields = {}
+    offset = 0
+    for name, width in [
+        ("anchor", 1), ("jitter", 2), ("topleft", 2),
+        ("key_count", 3), ("key_jitter", 3 * self.k_inner),   # location, size, opacity
+        ("shift", 2 * (self.k_max - 1)), ("loc_mode", self.k_max - 1),
+        ("scale", 2 * (self.k_max - 1)), ("size_mode", self.k_max - 1),
+        ("opacity", self.k_max), ("source", 1), ("mask", 1), ("soft", 1), ("d0", 1),
+        ("visible", num_frames)]:
+      self.fields[name] = (offset, width)
+      offset += width
+    self.width = offset
+
+  def take(self, u, name):
+    start, width = self.fields[name]
+    return u[..., start:start + width]
+
+
+def num_random_columns(config, num_frames):
+  return _Layout(config, num_frames).width
+
+
+def draw_randoms(seed, config, num_frames):
+  """The uniform random numbers of one clip: float32 `[N, D]` from a stateless seed."""
+  layout = _Layout(config, num_frames)
+  seed = tf.convert_to_tensor(seed)
+  return tf.random.stateless_uniform([config.num_trajectories, layout.width], seed=seed)
+
+
+def _categorical(u, probs):
+  """Index drawn with the given probabilities from uniforms `u` (inverse CDF)."""
+  cdf = []
+  acc = 0.0
+  for p in probs[:-1]:
+    acc += p
+    cdf.append(acc)
+  if not cdf:
+    return tf.zeros(tf.shape(u), tf.int32)
+  return tf.reduce_sum(tf.cast(u[..., None] >= tf.constant(cdf, tf.float32), tf.int32), -1)
+
+
+def _key_frames(u_count, u_jitter, num_frames, probs, jitter_frac):
+  """Key-frame times: first and last frame plus k jittered, evenly spaced inner frames.
+
+  Args:
+    u_count: uniforms `[...]` choosing k with `probs`.
+    u_jitter: uniforms `[..., k_inner]` for the jitter of each inner key frame.
+  Returns:
+    times: int32 `[..., k_max]` sorted key-frame times, padded with the last frame (padding
+      slots have zero duration, so random-walk steps over them are zero).
+    slot: int32 `[..., T]` slot of the key frame at or before each frame.
+    count: int32 `[...]` number of distinct key frames.
+  """
+  k_inner = u_jitter.shape[-1]
+  k = _categorical(u_count, probs)                                # [...]
+  kf = tf.cast(k, tf.float32)[..., None]
+  i = tf.range(1, k_inner + 1, dtype=tf.float32)                  # [k_inner]
+  avg = num_frames / (kf + 1.0)
+  ticks = tf.floor(avg * i)
+  jit = tf.floor(avg * jitter_frac)                              # +-jit frames, inclusive
+  ticks += tf.floor(u_jitter * (2.0 * jit + 1.0)) - jit
+  ticks = tf.clip_by_value(tf.cast(ticks, tf.int32), 0, num_frames - 1)
+  # Inner slots beyond k point at frame 0, which is a key frame anyway.
+  ticks = tf.where(i <= kf, ticks, 0)
+  frames = tf.range(num_frames, dtype=tf.int32)
+  is_key = tf.reduce_any(tf.equal(ticks[..., :, None], frames), axis=-2)
+  is_key = is_key | tf.equal(frames, 0) | tf.equal(frames, num_frames - 1)
+  k_max = k_inner + 2
+  times = tf.sort(tf.where(is_key, frames, num_frames - 1), axis=-1)[..., :k_max]
+  slot = tf.cumsum(tf.cast(is_key, tf.int32), axis=-1) - 1
+  count = tf.reduce_sum(tf.cast(is_key, tf.int32), -1)
+  return times, slot, count
+
+
+def _interpolate(values, times, slot, modes, num_frames):
+  """Per-frame values between key frames.
+
+  Args:
+    values: `[..., k_max, C]` values at key slots.
+    times: int32 `[..., k_max]`; slot: int32 `[..., T]`.
+    modes: int32 `[..., k_max - 1]` interpolation of each segment (or None: linear).
+  Returns: `[..., T, C]`.
+  """
+  k_max = times.shape[-1]
+  batch_dims = slot.shape.rank - 1
+  nxt = tf.minimum(slot + 1, k_max - 1)
+  p = tf.cast(tf.gather(times, slot, batch_dims=batch_dims), tf.float32)
+  q = tf.cast(tf.gather(times, nxt, batch_dims=batch_dims), tf.float32)
+  t = tf.range(num_frames, dtype=tf.float32)
+  r = (t - p) / tf.maximum(q - p, 1.0)                            # [..., T] in [0, 1]
+  if modes is not None:
+    m = tf.gather(modes, tf.minimum(slot, k_max - 2), batch_dims=batch_dims)
+    r = tf.where(tf.equal(m, _INTERP_ACCEL), r * r, tf.where(tf.equal(m, _INTERP_DECEL), 1.0 - (1.0 - r) ** 2, r))
+  vp = tf.gather(values, slot, batch_dims=batch_dims)
+  vq = tf.gather(values, nxt, batch_dims=batch_dims)
+  return vp + (vq - vp) * r[..., None]
+
+
+def _anchors(config):
+  ws, hs = [], []
+  for r in config.ratios:
+    for s in config.scales:
+      ws.append(s * math.sqrt(r))
+      hs.append(s / math.sqrt(r))
+  return tf.constant(ws, tf.float32), tf.constant(hs, tf.float32)
+
+
+def _trajectories(u, config, num_frames, height, width):
+  """Boxes and per-frame paste parameters from the uniforms `u` `[B, N, D]`."""
+  lay = _Layout(config, num_frames)
+  k_max = lay.k_max
+  take = lambda name: lay.take(u, name)
+  size_hi = tf.constant([width - 1.0, height - 1.0])
+  frame_wh = tf.constant([float(width), float(height)])
+
+  # Start box: anchor (scale x ratio) with independent log-uniform jitter of each side.
+  anchor_w, anchor_h = _anchors(config)
+  num_anchors = anchor_w.shape[0]
+  anchor = tf.minimum(tf.cast(take("anchor")[..., 0] * num_anchors, tf.int32), num_anchors - 1)
+  anchor_wh = tf.stack([tf.gather(anchor_w, anchor), tf.gather(anchor_h, anchor)], -1)
+  jitter = (2.0 * take("jitter") - 1.0) * config.size_jitter
+  wh0 = tf.clip_by_value(anchor_wh * tf.exp(jitter), 1.0, size_hi)         # [B, N, 2]
+  xy0 = take("topleft") * (frame_wh - wh0)
+  ctr0 = xy0 + 0.5 * wh0
+
+  # Key frames for location, size and opacity, each drawn independently.
+  kt, kslot, kcount = _key_frames(
+      take("key_count"), tf.reshape(take("key_jitter"), tf.concat([tf.shape(u)[:-1], [3, lay.k_inner]], 0)),
+      num_frames, config.inner_keyframe_probs, config.keyframe_jitter)
+  loc_t, size_t, opa_t = kt[..., 0, :], kt[..., 1, :], kt[..., 2, :]
+  loc_slot, size_slot, opa_slot = kslot[..., 0, :], kslot[..., 1, :], kslot[..., 2, :]
+
+  # Location: a clipped random walk of the centre over the key frames (speed constraint).
+  # Clipping uses the start size, as in the public release; final boxes are clipped to the
+  # frame anyway. The walk over key slots is sequential because of the clipping.
+  dt_loc = tf.cast(loc_t[..., 1:] - loc_t[..., :-1], tf.float32)           # [B, N, k_max-1]
+  shift = (2.0 * tf.reshape(take("shift"), tf.concat([tf.shape(u)[:-1], [k_max - 1, 2]], 0))
+           - 1.0) * config.speed * dt_loc[..., None]
+  lo, hi = 0.5 * wh0, frame_wh - 0.5 * wh0
+  ctrs = [ctr0]
+  c = ctr0
+  for j in range(k_max - 1):
+    c = tf.clip_by_value(c + shift[..., j, :], lo, hi)
+    ctrs.append(c)
+  key_ctr = tf.stack(ctrs, -2)                                              # [B, N, k_max, 2]
+
+  # Size: log-uniform steps (scale constraint); no clipping, so a cumulative sum.
+  dt_size = tf.cast(size_t[..., 1:] - size_t[..., :-1], tf.float32)
+  log_step = (2.0 * tf.reshape(take("scale"), tf.concat([tf.shape(u)[:-1], [k_max - 1, 2]], 0))
+              - 1.0) * config.scale_rate * dt_size[..., None]
+  log_step = tf.concat([tf.zeros_like(log_step[..., :1, :]), log_step], -2)
+  key_wh = wh0[..., None, :] * tf.exp(tf.cumsum(log_step, axis=-2))       # [B, N, k_max, 2]
+
+  loc_mode = _categorical(take("loc_mode"), config.interpolation_probs)
+  size_mode = _categorical(take("size_mode"), config.interpolation_probs)
+  ctr = _interpolate(key_ctr, loc_t, loc_slot, loc_mode, num_frames)      # [B, N, T, 2]
+  wh = _interpolate(key_wh, size_t, size_slot, size_mode, num_frames)
+
+  lo_opa, hi_opa = config.opacity_range
+  key_opacity = lo_opa + (hi_opa - lo_opa) * take("opacity")
+  opacity = _interpolate(key_opacity[..., None], opa_t, opa_slot, None, num_frames)[..., 0]
+
+  # Whole pixels inside the frame, at least one pixel wide.
+  p1 = tf.clip_by_value(tf.round(ctr - 0.5 * wh), 0.0, frame_wh - 1.0)
+  p2 = tf.clip_by_value(tf.round(ctr + 0.5 * wh), p1 + 1.0, frame_wh)
+  boxes = tf.concat([p1, p2], -1)                                           # [B, N, T, 4]
+
+  source = tf.minimum(tf.cast(take("source")[..., 0] * num_frames, tf.int32), num_frames - 1)
+  frames = tf.range(num_frames)
+  visible = ((take("visible") < config.visible_prob) | tf.equal(frames, 0)
+             | tf.equal(frames, source[..., None]))
+  mask = _categorical(take("mask")[..., 0], config.mask_probs)
+  soft = take("soft")[..., 0] < config.soft_edge_prob
+  d_lo, d_hi = config.soft_edge_range
+  d0 = d_lo + (d_hi - d_lo) * take("d0")[..., 0]
+  return {
+      "boxes": boxes, "visible": visible, "opacity": opacity, "source": source,
+      "mask": mask, "soft": soft, "d0": d0,
+      # Internals, for tests and visualisation.
+      "anchor": anchor, "start_wh": wh0, "start_ctr": ctr0,
+      "loc_times": loc_t, "loc_count": kcount[..., 0], "key_ctr": key_ctr, "loc_mode": loc_mode,
+      "size_times": size_t, "size_count": kcount[..., 1], "key_wh": key_wh,
+      "size_mode": size_mode, "opacity_times": opa_t, "opacity_count": kcount[..., 2],
+      "ctr": ctr, "wh": wh,
+  }
+
+
+def _paste(clips, traj, config):
+  """Pastes every trajectory's patches into the clips `[B, T, H, W, 3]` uint8."""
+  b, t_len, height, width = (clips.shape[0], clips.shape[1], clips.shape[2], clips.shape[3])
+  if b is None:
+    b = tf.shape(clips)[0]
+  n = config.num_trajectories
+  boxes = traj["boxes"]                                                   # [B, N, T, 4]
+  x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
+  bw, bh = x2 - x1, y2 - y1
+
+  # Paste order: larger mean area first (the product of the mean sides, as the release does).
+  area = tf.reduce_mean(bw, -1) * tf.reduce_mean(bh, -1)                  # [B, N]
+  order = tf.argsort(area, axis=-1, direction="DESCENDING", stable=True)
+
+  def by_order(x):
+    return tf.gather(x, order, batch_dims=1)
+
+  x1, y1, bw, bh = by_order(x1), by_order(y1), by_order(bw), by_order(bh)
+  source = by_order(traj["source"])
+  vis_alpha = by_order(tf.cast(traj["visible"], tf.float32) * traj["opacity"])   # [B, N, T]
+  mask, soft, d0 = by_order(traj["mask"]), by_order(traj["soft"]), by_order(traj["d0"])
+
+  # Source box of each trajectory: its box in the source frame.
+  sx1 = tf.gather(x1, source, batch_dims=2)                               # [B, N]
+  sy1 = tf.gather(y1, source, batch_dims=2)
+  sw = tf.gather(bw, source, batch_dims=2)
+  sh = tf.gather(bh, source, batch_dims=2)
+
+  # Edge-replicated source frames with a one-pixel margin: bilinear samples that fall outside
+  # the patch read its border pixel, as a resize of the cropped patch would.
+  src_frames = tf.gather(clips, source, batch_dims=1)                     # [B, N, H, W, 3]
+  def _clamped(size, lo, extent):
+    grid = tf.range(-1.0, size + 1.0)
+    return tf.cast(tf.minimum(tf.maximum(grid, lo[..., None]), (lo + extent - 1.0)[..., None]),
+                   tf.int32)
+  rows = _clamped(height, sy1, sh)                                        # [B, N, H+2]
+  cols = _clamped(width, sx1, sw)                                         # [B, N, W+2]
+  src = tf.gather(src_frames, rows, axis=2, batch_dims=2)                 # [B, N, H+2, W, 3]
+  src = tf.gather(src, cols, axis=3, batch_dims=2)                        # [B, N, H+2, W+2, 3]
+  src = tf.reshape(src, [-1, height + 2, width + 2, 3])
+
+  # Render each (trajectory, frame) patch in a window the size of the largest box. Window
+  # pixel (v, u) is frame pixel (y1 + v, x1 + u); its half-pixel source coordinate is
+  # (v + 0.5) * sh / bh - 0.5 inside the source patch (+1 for the margin).
+  win_h = tf.maximum(tf.cast(tf.reduce_max(bh), tf.int32), 2)
+  win_w = tf.maximum(tf.cast(tf.reduce_max(bw), tf.int32), 2)
+  ay = sh[..., None] / bh                                                  # [B, N, T]
+  ax = sw[..., None] / bw
+  by = 0.5 * ay - 0.5 + sy1[..., None] + 1.0
+  bx = 0.5 * ax - 0.5 + sx1[..., None] + 1.0
+  hf, wf = tf.cast(win_h - 1, tf.float32), tf.cast(win_w - 1, tf.float32)
+  crop_boxes = tf.stack([by / (height + 1.0), bx / (width + 1.0),
+                         (by + ay * hf) / (height + 1.0), (bx + ax * wf) / (width + 1.0)], -1)
+  box_index = tf.repeat(tf.range(b * n), t_len)
+  patches = tf.image.crop_and_resize(src, tf.reshape(crop_boxes, [-1, 4]), box_index,
+                                     tf.stack([win_h, win_w]))            # [B*N*T, wh, ww, 3]
+
+  # Alpha of every window pixel: shape mask, soft edge, opacity, visibility, inside the box.
+  v = tf.range(tf.cast(win_h, tf.float32)) + 0.5
+  uu = tf.range(tf.cast(win_w, tf.float32)) + 0.5
+  dy = tf.abs(v / bh[..., None] - 0.5)                                     # [B, N, T, wh]
+  dx = tf.abs(uu / bw[..., None] - 0.5)                                    # [B, N, T, ww]
+  inside = tf.cast(dy < 0.5, tf.float32)[..., :, None] * tf.cast(dx < 0.5, tf.float32)[..., None, :]
+  dy, dx = dy[..., :, None], dx[..., None, :]
+  mask5 = mask[..., None, None, None]
+  dist = tf.where(tf.equal(mask5, _MASK_RECT), tf.maximum(dx, dy),
+                  tf.where(tf.equal(mask5, _MASK_ELLIPSE), tf.sqrt(dx * dx + dy * dy), dx + dy))
+  shape_alpha = tf.where(tf.equal(mask5, _MASK_RECT) | (dist < 0.5), 1.0, 0.0)
+  edge = tf.clip_by_value((0.5 - dist) / (0.5 - d0[..., None, None, None]), 0.0, 1.0)
+  shape_alpha *= tf.where(soft[..., None, None, None], edge, 1.0)
+  alpha = inside * shape_alpha * vis_alpha[..., None, None]               # [B, N, T, wh, ww]
+
+  # Flat frame-pixel index of each window pixel (pixels beyond the frame have alpha 0 and are
+  # clamped onto the border; adding zeros there is harmless).
+  yy = tf.minimum(tf.cast(y1[..., None], tf.int32) + tf.range(win_h), height - 1)
+  xx = tf.minimum(tf.cast(x1[..., None], tf.int32) + tf.range(win_w), width - 1)
+  bt = (tf.range(b)[:, None, None] * t_len + tf.range(t_len)[None, None, :])   # [B, 1, T]
+  pix = ((bt[..., None, None] * height + yy[..., :, None]) * width + xx[..., None, :])
+  num_pix = b * t_len * height * width
+  layer = tf.range(n)[None, :, None, None, None]
+  layer_pix = layer * num_pix + pix                                        # [B, N, T, wh, ww]
+
+  # "Over" compositing in paste order as a sum: transmittance of the layers pasted later.
+  # unsorted_segment_sum is several times faster than scatter_nd on CPU for scalar slices, so
+  # colour contributions are scattered one channel value at a time.
+  alpha_full = tf.math.unsorted_segment_sum(tf.reshape(alpha, [-1]), tf.reshape(layer_pix, [-1]),
+                                            n * num_pix)
+  keep = 1.0 - tf.reshape(alpha_full, [n, num_pix])
+  # Product of the later layers' transmittance; an explicit product over the few layers is
+  # much faster than tf.math.cumprod along a leading axis on CPU.
+  later = [tf.ones([num_pix])]
+  for k in range(n - 1, 0, -1):
+    later.append(later[-1] * keep[k])
+  background = later[-1] * keep[0]                                        # prod over all layers
+  later = tf.stack(later[::-1], 0)                                        # [N, num_pix]
+  weight = alpha * tf.reshape(tf.gather(tf.reshape(later, [-1]), tf.reshape(layer_pix, [-1])),
+                              tf.shape(alpha))
+  values = tf.reshape(patches, tf.concat([tf.shape(weight), [3]], 0)) * weight[..., None]
+  channel_pix = pix[..., None] * 3 + tf.range(3)
+  contrib = tf.math.unsorted_segment_sum(tf.reshape(values, [-1]), tf.reshape(channel_pix, [-1]),
+                                         num_pix * 3)
+  contrib = tf.reshape(contrib, [num_pix, 3])
+  flat = tf.reshape(tf.cast(clips, tf.float32), [num_pix, 3])
+  out = flat * background[:, None] + contrib
+  # A convex combination of uint8 values: rounding suffices, no clipping needed.
+  out = tf.cast(tf.round(out), tf.uint8)
+  return tf.reshape(out, tf.shape(clips))
+
+
+def synthesize_batch(clips, randoms, config=None, return_internals=False):
+  """CtP synthesis for a batch of clips with per-clip random numbers.
+
+  Args:
+    clips: uint8 `[B, T, H, W, 3]`.
+    randoms: float32 `[B, N, D]`: `draw_randoms(seed_b, config, T)` of each clip.
+    config: synthesis ConfigDict (default `ctp_tf.defaults.synthesis_config()`).
+    return_internals: also return key frames and other internals (tests, visualisation).
+  Returns:
+    dict: `clip` uint8 `[B, T, H, W, 3]`, `boxes` float32 `[B, N, T, 4]` (x1, y1, x2, y2 in
+    whole pixels), `visible` bool `[B, N, T]`, `weights` float32 `[B, N, T]`.
+  """
+  config = config or default_config()
+  _check_config(config)
+  clips = tf.convert_to_tensor(clips)
+  if clips.dtype != tf.uint8 or clips.shape.rank != 5 or clips.shape[-1] != 3:
+    raise ValueError(f"synthesize_batch wants uint8 [B, T, H, W, 3] clips, got {clips.dtype} "
+                     f"{clips.shape}")
+  t_len, height, width = clips.shape[1], clips.shape[2], clips.shape[3]
+  if None in (t_len, height, width):
+    raise ValueError(f"synthesis needs static T, H, W; got clip shape {clips.shape}")
+  if t_len < 2 or height < 2 or width < 2:
+    raise ValueError(f"synthesis needs at least 2 frames of at least 2x2 pixels, got {clips.shape}")
+  traj = _trajectories(randoms, config, t_len, height, width)
+  out = {
+      "clip": _paste(clips, traj, config),
+      "boxes": traj["boxes"],
+      "visible": traj["visible"],
+      # Hidden frames are still supervised (masked region model); kept as a field so a config
+      # could weight them differently.
+      "weights": tf.ones_like(traj["opacity"]),
+  }
+  if return_internals:
+    out.update({k: v for k, v in traj.items() if k not in out})
+  return out
+
+
+def synthesize_trajectories(clip, seed, config=None, return_internals=False):
+  """Pastes `config.num_trajectories` moving patches into `clip` (Catch-the-Patch).
+
+  Args:
+    clip: uint8 `[T, H, W, 3]` (static T, H, W).
+    seed: int32 `[2]` stateless seed; the same seed gives the same output everywhere.
+    config: synthesis ConfigDict (default `ctp_tf.defaults.synthesis_config()`).
+    return_internals: also return key frames, start boxes etc. (tests, visualisation).
+  Returns:
+    dict with `clip` uint8 `[T, H, W, 3]`, `boxes` float32 `[N, T, 4]` (x1, y1, x2, y2),
+    `visible` bool `[N, T]`, `weights` float32 `[N, T]`.
+
+  Example:
+  >>> import numpy as np
+  >>> clip = np.random.default_rng(0).integers(0, 255, (16, 112, 112, 3), dtype=np.uint8)
+  >>> out = synthesize_trajectories(clip, seed=[1, 2])
+  >>> out["clip"].shape, out["boxes"].shape, out["visible"].shape
+  (TensorShape([16, 112, 112, 3]), TensorShape([3, 16, 4]), TensorShape([3, 16]))
+  """
+  config = config or default_config()
+  clip = tf.convert_to_tensor(clip)
+  if clip.shape.rank != 4:
+    raise ValueError(f"synthesize_trajectories wants a [T, H, W, 3] clip, got {clip.shape}")
+  randoms = draw_randoms(seed, config, clip.shape[0])
+  out = synthesize_batch(clip[None], randoms[None], config, return_internals)
+  return {k: v[0] for k, v in out.items()}

@@ -1,0 +1,296 @@
+"""CtP trajectory synthesis: the statistics of the trajectories and the pasted pixels."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ctp_tf import defaults
+from ctp_tf.data import synthesis
+
+T, H, W = 16, 112, 112
+NUM_CLIPS = 1200          # x 3 trajectories = 3600 sampled trajectories
+
+
+def _trajectories(config, num_clips=NUM_CLIPS, seed=(7, 11), size=(T, H, W)):
+  """Internals of many clips' trajectories at once (no pasting: only the box maths)."""
+  t, h, w = size
+  d = synthesis.num_random_columns(config, t)
+  u = tf.random.stateless_uniform([num_clips, config.num_trajectories, d], seed=seed)
+  out = tf.function(lambda u: synthesis._trajectories(u, config, t, h, w))(u)
+  return {k: v.numpy() for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def seed_traj():
+  return _trajectories(defaults.synthesis_config())
+
+
+@pytest.fixture(scope="module")
+def public_traj():
+  return _trajectories(defaults.public_code_synthesis_config(), seed=(3, 5))
+
+
+def test_start_boxes_follow_scales_ratios_and_jitter(seed_traj):
+  cfg = defaults.synthesis_config()
+  anchors = np.array([(s * np.sqrt(r), s / np.sqrt(r)) for r in cfg.ratios for s in cfg.scales])
+  a = seed_traj["anchor"].reshape(-1)
+  wh = seed_traj["start_wh"].reshape(-1, 2)
+  ratio = wh / anchors[a]
+  unclipped = (wh[:, 0] < W - 1) & (wh[:, 1] < H - 1)
+  j = cfg.size_jitter
+  assert np.all(ratio[unclipped] >= np.exp(-j) - 1e-5)
+  assert np.all(ratio[unclipped] <= np.exp(j) + 1e-5)
+  # The jitter really spans its range, independently per side.
+  assert ratio[unclipped].min() < np.exp(-0.9 * j) and ratio[unclipped].max() > np.exp(0.9 * j)
+  assert abs(np.corrcoef(np.log(ratio[unclipped]).T)[0, 1]) < 0.1
+  # Every anchor (scale x ratio) is drawn about equally often.
+  counts = np.bincount(a, minlength=len(anchors))
+  expected = len(a) / len(anchors)
+  assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+  # The start box lies inside the frame.
+  ctr = seed_traj["start_ctr"].reshape(-1, 2)
+  assert np.all(ctr - wh / 2 >= -1e-4) and np.all(ctr + wh / 2 <= np.array([W, H]) + 1e-4)
+
+
+@pytest.mark.parametrize("kind", ["loc", "size", "opacity"])
+@pytest.mark.parametrize("which", ["seed", "public"])
+def test_key_frames_follow_configured_distribution(kind, which, seed_traj, public_traj):
+  traj = seed_traj if which == "seed" else public_traj
+  cfg = defaults.synthesis_config() if which == "seed" else defaults.public_code_synthesis_config()
+  times = traj[f"{kind}_times"].reshape(-1, traj[f"{kind}_times"].shape[-1])
+  count = traj[f"{kind}_count"].reshape(-1)
+  freq = np.bincount(count - 2, minlength=len(cfg.inner_keyframe_probs)) / len(count)
+  np.testing.assert_allclose(freq, cfg.inner_keyframe_probs, atol=0.035)
+  for tk, c in zip(times, count):
+    keys = tk[:c]
+    assert keys[0] == 0 and keys[-1] == T - 1
+    assert np.all(np.diff(keys) > 0)
+    assert np.all(tk[c:] == T - 1)
+    k = c - 2
+    avg = T / (k + 1)
+    jit = np.floor(avg * cfg.keyframe_jitter)
+    nominal = np.floor(avg * np.arange(1, k + 1))
+    assert np.all(np.abs(keys[1:-1] - nominal) <= jit)
+
+
+def test_location_and_size_key_frames_are_independent(seed_traj):
+  same = np.mean(np.all(seed_traj["loc_times"] == seed_traj["size_times"], -1))
+  # With 3 equally likely counts and jitter, equal sets would be rare if independent.
+  assert same < 0.3
+
+
+@pytest.mark.parametrize("which", ["seed", "public"])
+def test_speed_and_scale_constraints_between_key_frames(which, seed_traj, public_traj):
+  traj = seed_traj if which == "seed" else public_traj
+  cfg = defaults.synthesis_config()
+  dt = np.diff(traj["loc_times"], axis=-1)[..., None].astype(np.float64)
+  move = np.abs(np.diff(traj["key_ctr"], axis=-2))
+  assert np.all(move <= cfg.speed * dt + 1e-3)
+  assert np.max(move / np.maximum(cfg.speed * dt, 1e-9)) > 0.97   # the bound is reached
+  wh0 = traj["start_wh"][..., None, :]
+  ctr = traj["key_ctr"]
+  assert np.all(ctr >= wh0 / 2 - 1e-3) and np.all(ctr <= np.array([W, H]) - wh0 / 2 + 1e-3)
+  dts = np.diff(traj["size_times"], axis=-1)[..., None].astype(np.float64)
+  change = np.abs(np.diff(np.log(traj["key_wh"]), axis=-2))
+  assert np.all(change <= cfg.scale_rate * dts + 1e-5)
+  assert np.max(change / np.maximum(cfg.scale_rate * dts, 1e-9)) > 0.97
+
+
+def _numpy_interpolate(values, times, count, modes):
+  out = np.zeros((T,) + values.shape[1:])
+  for j in range(count - 1):
+    p, q = times[j], times[j + 1]
+    r = (np.arange(p, q + 1) - p) / (q - p)
+    if modes is not None and modes[j] == 1:
+      r = r ** 2
+    elif modes is not None and modes[j] == 2:
+      r = 1 - (1 - r) ** 2
+    out[p:q + 1] = values[j] + (values[j + 1] - values[j]) * r[:, None]
+  return out
+
+
+@pytest.mark.parametrize("which", ["seed", "public"])
+def test_in_between_frames_lie_on_the_interpolation(which, seed_traj, public_traj):
+  traj = seed_traj if which == "seed" else public_traj
+  cfg = defaults.synthesis_config() if which == "seed" else defaults.public_code_synthesis_config()
+  flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in traj.items()}
+  # Interpolation modes follow their probabilities (over real segments only).
+  real = np.arange(flat["loc_mode"].shape[-1])[None] < (flat["loc_count"] - 1)[:, None]
+  freq = np.bincount(flat["loc_mode"][real], minlength=3) / real.sum()
+  np.testing.assert_allclose(freq, cfg.interpolation_probs, atol=0.03)
+  for i in range(0, len(flat["ctr"]), 7):
+    ctr = _numpy_interpolate(flat["key_ctr"][i], flat["loc_times"][i], flat["loc_count"][i],
+                             flat["loc_mode"][i])
+    np.testing.assert_allclose(flat["ctr"][i], ctr, atol=1e-3)
+    wh = _numpy_interpolate(flat["key_wh"][i], flat["size_times"][i], flat["size_count"][i],
+                            flat["size_mode"][i])
+    np.testing.assert_allclose(flat["wh"][i], wh, rtol=1e-5, atol=1e-3)
+
+
+def test_boxes_are_whole_pixels_inside_the_frame(seed_traj):
+  boxes = seed_traj["boxes"]
+  assert np.all(boxes == np.round(boxes))
+  assert np.all(boxes[..., 0] >= 0) and np.all(boxes[..., 1] >= 0)
+  assert np.all(boxes[..., 2] <= W) and np.all(boxes[..., 3] <= H)
+  assert np.all(boxes[..., 2] > boxes[..., 0]) and np.all(boxes[..., 3] > boxes[..., 1])
+  # Away from the border they are the rounded interpolated boxes.
+  ctr, wh = seed_traj["ctr"], seed_traj["wh"]
+  want = np.round(np.concatenate([ctr - wh / 2, ctr + wh / 2], -1))
+  inside = np.all((want[..., :2] >= 0) & (want[..., 2:] <= [W, H]), -1)
+  assert inside.mean() > 0.9
+  # Boxes may differ by one pixel where float32 rounding meets an exact .5.
+  assert np.abs(boxes[inside] - want[inside]).max() <= 1
+  assert np.mean(boxes[inside] == want[inside]) > 0.999
+
+
+def test_visibility_frequency_and_always_visible_frames(seed_traj):
+  vis = seed_traj["visible"].reshape(-1, T)
+  source = seed_traj["source"].reshape(-1)
+  assert np.all(vis[:, 0])
+  assert np.all(vis[np.arange(len(vis)), source])
+  other = np.ones_like(vis)
+  other[:, 0] = False
+  other[np.arange(len(vis)), source] = False
+  rate = vis[other].mean()
+  assert abs(rate - 0.8) < 0.015
+  assert np.all(np.abs(np.bincount(source, minlength=T) / len(source) - 1 / T) < 0.025)
+  opacity = seed_traj["opacity"]
+  assert opacity.min() >= 0.8 - 1e-6 and opacity.max() <= 1.0 + 1e-6
+
+
+def test_visible_prob_one_and_speed_zero():
+  cfg = defaults.synthesis_config()
+  cfg.visible_prob = 1.0
+  cfg.speed = 0.0
+  cfg.scale_rate = 0.0
+  traj = _trajectories(cfg, num_clips=100)
+  assert np.all(traj["visible"])
+  boxes = traj["boxes"]
+  assert np.all(boxes == boxes[:, :, :1])           # static patches
+
+
+def _paste_config(**kw):
+  cfg = defaults.synthesis_config()
+  cfg.mask_probs = (1.0, 0.0, 0.0)
+  cfg.soft_edge_prob = 0.0
+  cfg.opacity_range = (1.0, 1.0)
+  cfg.visible_prob = 0.5
+  cfg.scales = (8, 12, 16, 24)
+  for k, v in kw.items():
+    setattr(cfg, k, v)
+  return cfg
+
+
+def _random_clip(rng, t=8, h=40, w=56):
+  # Smooth content plus noise, so that resizing errors would show.
+  base = rng.integers(0, 256, (t, h // 4, w // 4, 3)).astype(np.float32)
+  smooth = tf.image.resize(base, (h, w)).numpy()
+  return np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("num_trajectories", [1, 3])
+def test_opaque_rectangles_equal_the_resized_source_patch(num_trajectories):
+  cfg = _paste_config(num_trajectories=num_trajectories)
+  rng = np.random.default_rng(0)
+  fn = tf.function(lambda c, s: synthesis.synthesize_trajectories(c, s, cfg, return_internals=True))
+  checked_pixels = 0
+  for i in range(12):
+    clip = _random_clip(rng)
+    out = {k: v.numpy() for k, v in fn(clip, tf.constant([i, 1])).items()}
+    boxes = out["boxes"].astype(int)
+    area = (boxes[..., 2] - boxes[..., 0]).mean(-1) * (boxes[..., 3] - boxes[..., 1]).mean(-1)
+    order = np.argsort(-area, kind="stable")
+    expected = clip.astype(np.float32)
+    touched = np.zeros(clip.shape[:3], bool)
+    for n in order:            # larger first: later (smaller) patches overwrite
+      s = out["source"][n]
+      x1, y1, x2, y2 = boxes[n, s]
+      crop = clip[s, y1:y2, x1:x2].astype(np.float32)
+      for t in range(clip.shape[0]):
+        if not out["visible"][n, t]:
+          continue
+        bx1, by1, bx2, by2 = boxes[n, t]
+        patch = tf.image.resize(crop, (by2 - by1, bx2 - bx1), method="bilinear").numpy()
+        expected[t, by1:by2, bx1:bx2] = patch
+        touched[t, by1:by2, bx1:bx2] = True
+    diff = np.abs(out["clip"].astype(np.float32) - np.round(expected))
+    assert diff[touched].max() <= 1.0, diff[touched].max()
+    np.testing.assert_array_equal(out["clip"][~touched], clip[~touched])
+    for t in range(clip.shape[0]):
+      if not out["visible"][:, t].any():
+        np.testing.assert_array_equal(out["clip"][t], clip[t])
+    checked_pixels += touched.sum()
+  assert checked_pixels > 1000
+
+
+def test_soft_masks_only_touch_visible_boxes_and_blend():
+  cfg = defaults.synthesis_config()
+  cfg.scales = (8, 12, 16, 24)
+  rng = np.random.default_rng(1)
+  fn = tf.function(lambda c, s: synthesis.synthesize_trajectories(c, s, cfg, return_internals=True))
+  blended = 0
+  for i in range(10):
+    clip = _random_clip(rng)
+    out = {k: v.numpy() for k, v in fn(clip, tf.constant([i, 2])).items()}
+    inside = np.zeros(clip.shape[:3], bool)
+    for n in range(cfg.num_trajectories):
+      for t in range(clip.shape[0]):
+        if out["visible"][n, t]:
+          x1, y1, x2, y2 = out["boxes"][n, t].astype(int)
+          inside[t, y1:y2, x1:x2] = True
+    np.testing.assert_array_equal(out["clip"][~inside], clip[~inside])
+    blended += np.sum(out["clip"][inside] != clip[inside])
+  assert blended > 0
+
+
+def test_determinism_shapes_and_dtypes():
+  clip = _random_clip(np.random.default_rng(2), t=16, h=64, w=64)
+  a = synthesis.synthesize_trajectories(clip, [1, 2])
+  b = synthesis.synthesize_trajectories(clip, tf.constant([1, 2]))
+  c = synthesis.synthesize_trajectories(clip, [1, 3])
+  assert set(a) == {"clip", "boxes", "visible", "weights"}
+  assert a["clip"].dtype == tf.uint8 and a["clip"].shape == (16, 64, 64, 3)
+  assert a["boxes"].dtype == tf.float32 and a["boxes"].shape == (3, 16, 4)
+  assert a["visible"].dtype == tf.bool and a["visible"].shape == (3, 16)
+  assert a["weights"].dtype == tf.float32 and a["weights"].shape == (3, 16)
+  np.testing.assert_array_equal(a["weights"], 1.0)
+  for k in a:
+    np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())
+  assert not np.array_equal(a["boxes"].numpy(), c["boxes"].numpy())
+  assert not np.array_equal(a["clip"].numpy(), c["clip"].numpy())
+
+
+def test_works_in_parallel_tf_data_map_with_static_shapes():
+  cfg = defaults.synthesis_config()
+  cfg.scales = (8, 16)
+  clips = np.stack([_random_clip(np.random.default_rng(i), t=8, h=32, w=48) for i in range(6)])
+
+  def fn(clip, seed):
+    return synthesis.synthesize_trajectories(clip, seed, cfg)
+
+  seeds = tf.random.stateless_uniform([6, 2], [0, 0], maxval=2**31 - 1, dtype=tf.int32)
+  ds = tf.data.Dataset.from_tensor_slices((clips, seeds)).map(fn, num_parallel_calls=4)
+  assert ds.element_spec["clip"].shape == (8, 32, 48, 3)
+  assert ds.element_spec["boxes"].shape == (3, 8, 4)
+  got = list(ds.batch(6, drop_remainder=True))[0]
+  again = list(ds.batch(6, drop_remainder=True))[0]
+  for k in got:
+    np.testing.assert_array_equal(got[k].numpy(), again[k].numpy())
+  # The batched form with the per-clip random numbers gives exactly the per-clip results.
+  u = tf.stack([synthesis.draw_randoms(s, cfg, 8) for s in seeds])
+  batched = tf.function(lambda c, u: synthesis.synthesize_batch(c, u, cfg))(clips, u)
+  for k in ("boxes", "visible", "weights"):
+    np.testing.assert_array_equal(got[k].numpy(), batched[k].numpy())
+  # The batch shares one patch window size, so float rounding inside the resize may move a
+  # few pixel values by one grey level.
+  diff = np.abs(got["clip"].numpy().astype(int) - batched["clip"].numpy())
+  assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3
+
+
+def test_bad_config_and_clip_are_rejected():
+  cfg = defaults.synthesis_config()
+  cfg.mask_probs = (0.5, 0.5, 0.5)
+  with pytest.raises(ValueError, match="mask_probs"):
+    synthesis.synthesize_trajectories(np.zeros((4, 8, 8, 3), np.uint8), [0, 0], cfg)
+  with pytest.raises(ValueError, match="T, H, W, 3"):
+    synthesis.synthesize_trajectories(np.zeros((8, 8, 3), np.uint8), [0, 0])
