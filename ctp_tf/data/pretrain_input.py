@@ -1,0 +1,89 @@
+"""The CtP pretraining input pipeline: shards -> clip -> scale/crop/flip -> patches -> colour.
+
+REFERENCE.md "Clip sampling and augmentation for pretraining": 16 frames at a stride drawn from
+{1..5} with temporal jitter; short side rescaled to one of {112, 128, 144}, random 112 crop,
+flip p 0.5; then the trajectory synthesis; then hue/saturation and dynamic brightness/contrast.
+Only the sampled frames, and only their crop windows, are decoded (`augment.decode_scale_crop`).
+
+Every clip is a pure function of (dataset seed, input pipeline id, position in the stream), so a
+run is reproducible whatever the parallelism, and pipelines on different hosts differ.
+"""
+
+import tensorflow as tf
+
+from ctp_tf.data import augment, color, reader, sampling
+from ctp_tf.data.synthesis import synthesize_trajectories
+
+
+def example_seeds(seed, input_pipeline_id):
+  """Dataset of int32 [2] per-example seeds derived from the run seed and pipeline id."""
+  base = tf.constant([int(seed) % (2**31), 1000003 * (int(input_pipeline_id) + 1) % (2**31)],
+                     tf.int32)
+  return tf.data.Dataset.range(2**62).map(tf.autograph.experimental.do_not_convert(
+      lambda i: tf.random.experimental.stateless_fold_in(base, i)))
+
+
+def pretrain_example(video, seed, config):
+  """One training example from a parsed video dict (`reader.read_videos`).
+
+  Returns `{"clip": uint8 [T, S, S, 3], "boxes": float32 [N, T, 4], "weights": float32 [N, T]}`.
+  """
+  data, aug = config.data, config.augment
+  seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), num=6)
+  indices = sampling.train_indices(video["num_frames"], seeds[0], int(data.clip_len),
+                                   tuple(data.strides), temporal_jitter=bool(data.temporal_jitter))
+  # The JPEG header is the truth about the stored size (cheap: no pixel decoding).
+  shape = tf.io.extract_jpeg_shape(video["frames"][0])
+  clip = augment.decode_scale_crop(
+      video["frames"], indices, seeds[1], height=shape[0], width=shape[1],
+      short_sides=tuple(data.short_sides), crop_size=int(data.crop_size),
+      reduced_decode=bool(data.get("reduced_decode", False)))
+  clip = augment.random_flip(clip, seeds[2], data.flip_prob)
+  out = synthesize_trajectories(clip, seeds[3], config.synthesis)
+  clip = color.hue_saturation(out["clip"], seeds[4], prob=aug.hue_sat_prob,
+                              hue_range=aug.hue_range, saturation_range=aug.saturation_range)
+  clip = color.brightness_contrast(
+      clip, seeds[5], brightness_prob=aug.brightness_prob, brightness_range=aug.brightness_range,
+      contrast_prob=aug.contrast_prob, contrast_range=aug.contrast_range,
+      dynamic=bool(aug.dynamic), dynamic_keyframe_probs=tuple(aug.dynamic_keyframe_probs))
+  return {"clip": clip, "boxes": out["boxes"], "weights": out["weights"]}
+
+
+def pretrain_dataset(data_dir, config, *, split="train", batch_size, seed, num_input_pipelines=1,
+                     input_pipeline_id=0, repeat=True, options=None):
+  """Batches of CtP training examples with static shapes.
+
+  Example:
+  >>> from ctp_tf import defaults
+  >>> ds = pretrain_dataset("/data/ucf101", defaults.pretrain_config(), batch_size=32, seed=0)
+  >>> batch = next(iter(ds))   # clip uint8 [32,16,112,112,3], boxes [32,3,16,4], weights [32,3,16]
+
+  Args:
+    data_dir: converted dataset directory (`scripts/make_tfrecords.py`).
+    config: pretraining ConfigDict with `data` (clip_len, strides, temporal_jitter, short_sides,
+      crop_size, flip_prob, shuffle_buffer; optional reduced_decode), `synthesis` and `augment`.
+    split: split to read.
+    batch_size: per-pipeline batch; the last partial batch is dropped.
+    seed: int; the same seed gives the same batches.
+    num_input_pipelines, input_pipeline_id: this host's part of the data (and its seeds).
+    repeat: repeat forever.
+    options: optional tf.data.Options applied to the result (e.g. thread limits).
+
+  Returns:
+    tf.data.Dataset of `{"clip": uint8 [B, T, S, S, 3], "boxes": float32 [B, N, T, 4],
+    "weights": float32 [B, N, T]}`.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  videos = reader.read_videos(
+      data_dir, split, shuffle=True, seed=seed, num_shards=num_input_pipelines,
+      shard_index=input_pipeline_id, repeat=repeat,
+      shuffle_buffer=int(config.data.get("shuffle_buffer", 256)))
+  ds = tf.data.Dataset.zip(videos, example_seeds(seed, input_pipeline_id))
+  # No Python control flow on tensors below: skipping AutoGraph saves seconds of tracing.
+  make = tf.autograph.experimental.do_not_convert(lambda v, s: pretrain_example(v, s, config))
+  ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  if options is not None:
+    ds = ds.with_options(options)
+  return ds
