@@ -108,6 +108,7 @@ def train_config():
   c.log_every_steps = 10           # TensorBoard batch scalars
   c.image_every_epochs = 1         # TensorBoard box images
   c.verbose = 1                    # Keras progress bar: 1 bar, 2 one line per epoch, 0 off
+  c.precision = ""                 # "" (use mixed_precision), "float32", "float16", "bfloat16", "auto"
   return c
 
 

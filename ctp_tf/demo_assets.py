@@ -1,18 +1,15 @@
 """The embedded demo data, made and converted on first use and cached.
 
 `ensure_demo_data()` returns a shard directory: `$CTP_TF_DEMO_DIR` or `~/.cache/ctp_tf/demo`
-(`<dir>/videos` the encoded demo videos and split files, `<dir>/shards` the TFRecords). It runs
-the two public command lines (`scripts/make_demo_data.py`, then `scripts/make_tfrecords.py
---dataset=ucf101`) so the demo goes through exactly the path real UCF-101 data takes. Both
-steps write into temporary directories renamed when complete: a kill leaves no half cache.
+(`<dir>/raw`: the encoded demo videos and UCF-101-style split files; `<dir>/shards`: the
+TFRecords). It calls the same functions as `scripts/make_demo_data.py` and
+`scripts/make_tfrecords.py --dataset=ucf101`, so the demo takes exactly the path real UCF-101
+data takes. The shards are converted into a temporary directory renamed when complete (a
+kill leaves no half cache); the video maker itself keeps complete files and resumes.
 """
 
 import os
 import shutil
-import subprocess
-import sys
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def default_demo_dir():
@@ -20,33 +17,28 @@ def default_demo_dir():
       os.path.expanduser("~"), ".cache", "ctp_tf", "demo")
 
 
-def _run(args, what):
-  proc = subprocess.run([sys.executable] + args, cwd=REPO, capture_output=True, text=True)
-  if proc.returncode:
-    raise RuntimeError(f"{what} failed (exit {proc.returncode}): {' '.join(args)}\n"
-                       f"{proc.stderr[-3000:]}")
+def ensure_demo_data(cache_dir=None, *, seed=0, workers=None, progress=True, **sizes):
+  """Makes (once) and returns the demo shard directory under `cache_dir`.
 
-
-def ensure_demo_data(cache_dir=None, *, seed=0, extra_make_args=()):
-  """Makes (once) and returns the demo shard directory under `cache_dir`."""
+  Args:
+    cache_dir: cache root (default `default_demo_dir()`).
+    seed: demo video seed.
+    workers: conversion processes (default: all cores).
+    progress: progress lines on stderr.
+    **sizes: passed to `ctp_tf.data.demo_data.make_demo_data` (train_per_class, ...).
+  """
+  from ctp_tf.data import convert, demo_data  # noqa: PLC0415
   cache_dir = os.path.abspath(cache_dir or default_demo_dir())
   shards = os.path.join(cache_dir, "shards")
   if os.path.exists(os.path.join(shards, "dataset.json")):
     return shards
-  os.makedirs(cache_dir, exist_ok=True)
-  videos = os.path.join(cache_dir, "videos")
-  if not os.path.exists(os.path.join(videos, "classInd.txt")):
-    tmp = f"{videos}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    _run([os.path.join(REPO, "scripts", "make_demo_data.py"), f"--out_dir={tmp}",
-          f"--seed={seed}", *extra_make_args], "Making the demo videos")
-    shutil.rmtree(videos, ignore_errors=True)
-    os.replace(tmp, videos)
+  raw = os.path.join(cache_dir, "raw")
+  demo_data.make_demo_data(raw, seed=seed, progress=progress, **sizes)
   tmp = f"{shards}.tmp-{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)
-  _run([os.path.join(REPO, "scripts", "make_tfrecords.py"), "--dataset=ucf101",
-        f"--video_dir={videos}", f"--split_dir={videos}", "--split=1", f"--out_dir={tmp}"],
-       "Converting the demo videos")
+  convert.make_tfrecords("ucf101", os.path.join(raw, "videos"), tmp, split_dir=raw, split=1,
+                         resize_short=0, workers=workers or os.cpu_count() or 1,
+                         progress=progress)
   shutil.rmtree(shards, ignore_errors=True)
   os.replace(tmp, shards)
   return shards

@@ -55,11 +55,12 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
     np.testing.assert_allclose(two[k], one[k], rtol=2e-4, atol=1e-6, err_msg=k)
   w1, w2 = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
   init = np.load(tmp_path / "init.npz")
-  for k in w1.files:
-    np.testing.assert_allclose(w2[k], w1[k], rtol=1e-3, atol=2e-5, err_msg=k)
-  # The weights really moved (so the comparison above means something).
-  moved = max(float(np.abs(w1[k] - init[k]).max()) for k in w1.files)
-  assert moved > 1e-3
+  d1 = np.concatenate([(w1[k] - init[k]).ravel() for k in w1.files])
+  d2 = np.concatenate([(w2[k] - init[k]).ravel() for k in w1.files])
+  # The weights really moved, and by the same update: clipping each replica's gradient
+  # (Keras' own global_clipnorm under a strategy) makes the update up to twice as long.
+  assert np.linalg.norm(d1) > 1e-3
+  assert np.linalg.norm(d2 - d1) / np.linalg.norm(d1) < 1e-2
 
 
 def _free_ports(n):

@@ -141,7 +141,7 @@ def test_bad_input_fails_before_model_build(tmp_path, tiny_data_dir):
     pretrain.train(big, data_dir=tiny_data_dir, workdir=str(tmp_path / "w"),
                    strategy="default", model_fn=_no_model)
   with pytest.raises(pretrain.PretrainError, match="needs a GPU"):
-    pretrain.train(tiny_config(mixed_precision="float16"), data_dir=tiny_data_dir,
+    pretrain.train(tiny_config(precision="float16"), data_dir=tiny_data_dir,
                    workdir=str(tmp_path / "w"), strategy="default", model_fn=_no_model)
   odd = tiny_config(global_batch_size=5)
   with pytest.raises(pretrain.PretrainError, match="does not divide over the 2 replicas"):

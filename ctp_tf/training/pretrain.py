@@ -105,8 +105,9 @@ def plan_batches(config, num_replicas, num_videos):
 
 
 def _mixed_precision_policy(setting, strategy):
-  """train.mixed_precision: False, True (float16 on GPU, bfloat16 on TPU/CPU), or a name."""
-  if not setting:
+  """train.precision / train.mixed_precision: False or "float32", True or "auto" (float16 on
+  GPU, bfloat16 on TPU/CPU), "float16", "bfloat16"."""
+  if not setting or setting == "float32":
     return None
   if setting is True or setting == "auto":
     import tensorflow as tf
@@ -117,7 +118,7 @@ def _mixed_precision_policy(setting, strategy):
     return MIXED_PRECISION[setting]
   if setting in MIXED_PRECISION.values():
     return setting
-  raise PretrainError(f"train.mixed_precision={setting!r}: use False, True, 'float16' or "
+  raise PretrainError(f"train.precision={setting!r}: use 'float32', 'auto', 'float16' or "
                       "'bfloat16'.")
 
 
@@ -207,9 +208,10 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   if num_videos is None and not config.train.steps_per_epoch:
     raise PretrainError("A custom dataset_fn without data_dir needs train.steps_per_epoch.")
   per_replica, global_batch, steps_per_epoch = plan_batches(config, replicas, num_videos or 0)
-  policy = _mixed_precision_policy(config.train.mixed_precision, s)
+  policy = _mixed_precision_policy(
+      config.train.get("precision", "") or config.train.mixed_precision, s)
   if policy == "mixed_float16" and not tf.config.list_logical_devices("GPU"):
-    raise PretrainError("train.mixed_precision='float16' needs a GPU; use 'bfloat16' on CPU/TPU.")
+    raise PretrainError("train.precision='float16' needs a GPU; use 'bfloat16' on CPU/TPU.")
 
   epochs = int(config.train.epochs)
   total_steps = epochs * steps_per_epoch
