@@ -83,29 +83,28 @@ def make_texture(rng, height, width):
 # ------------------------------------------------------------------------------- trajectories
 
 def _main_trajectory(rng, cls, t, width, height):
-  """Centres [T, 2] (x, y) and scale [T] of the main object for class `cls`; half size `r`."""
+  """Centres [T, 2] (x, y) and scale [T] of the main object for class `cls`; half size `r`.
+
+  Every class draws the object's (geometric mean) size from the same range, so its size in a
+  frame says little about the class; only the change over time does.
+  """
   short = min(width, height)
   steps = np.arange(t, dtype=np.float64)
   margin = 2.0
+  r = rng.uniform(0.07, 0.1) * short
   if cls in ("Grow", "Shrink"):
     ratio = rng.uniform(1.8, 2.6)
-    r_small = rng.uniform(0.06, 0.09) * short
-    r_big = r_small * ratio
-    scale = np.exp(np.linspace(0.0, math.log(ratio), t))
+    scale = np.exp(np.linspace(-0.5, 0.5, t) * math.log(ratio))
     if cls == "Shrink":
-      scale = scale[::-1] / ratio
-      r = r_big
-    else:
-      r = r_small
-    ext = r_big * 1.25
+      scale = scale[::-1]
+    ext = r * math.sqrt(ratio) * 1.25
     cx = rng.uniform(ext + margin, width - ext - margin)
     cy = rng.uniform(ext + margin, height - ext - margin)
     drift = rng.uniform(-0.1, 0.1, size=2)  # a slow drift, far below the movers' speeds
     centres = np.stack([cx + drift[0] * steps, cy + drift[1] * steps], 1)
     return centres, scale, r
   if cls.startswith("Circle"):
-    r = rng.uniform(0.07, 0.1) * short
-    radius = rng.uniform(0.2, 0.3) * short
+    radius = rng.uniform(0.18, 0.28) * short
     ext = radius + r * 1.25 + margin
     cx = rng.uniform(ext, width - ext)
     cy = rng.uniform(ext, height - ext)
@@ -116,7 +115,6 @@ def _main_trajectory(rng, cls, t, width, height):
     theta = rng.uniform(0, 2 * math.pi) + sign * omega * steps
     centres = np.stack([cx + radius * np.cos(theta), cy + radius * np.sin(theta)], 1)
     return centres, np.ones(t), r
-  r = rng.uniform(0.08, 0.13) * short
   ext = r * 1.25 + margin
   axis = 0 if cls in ("MoveRight", "MoveLeft") else 1
   length = (width, height)[axis]
@@ -315,11 +313,11 @@ def make_demo_data(out_dir, *, seed=0, progress=True, **sizes):
   if cfg["width"] % 2 or cfg["height"] % 2:
     raise ValueError(f"width and height must be even (H.264 4:2:0), got {cfg['width']}x"
                      f"{cfg['height']}")
-  if not 2 <= cfg["min_frames"] <= cfg["max_frames"]:
-    raise ValueError(f"need 2 <= min_frames <= max_frames, got {cfg['min_frames']}, "
+  if not 8 <= cfg["min_frames"] <= cfg["max_frames"]:
+    raise ValueError(f"need 8 <= min_frames <= max_frames, got {cfg['min_frames']}, "
                      f"{cfg['max_frames']}")
-  if min(cfg["width"], cfg["height"]) < 16:
-    raise ValueError("width and height must be at least 16")
+  if min(cfg["width"], cfg["height"]) < 32:
+    raise ValueError("width and height must be at least 32 (room for the motions)")
   start = time.time()
   # Test videos take the first groups, as UCF-101's split 1 does (groups never straddle splits).
   test_count = math.ceil(cfg["test_per_class"] / CLIPS_PER_GROUP) * CLIPS_PER_GROUP
