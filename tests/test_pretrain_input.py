@@ -61,3 +61,16 @@ def test_one_pass_without_repeat_drops_the_partial_batch(tiny_data_dir):
 def test_bad_batch_size_is_rejected(tiny_data_dir):
   with pytest.raises(ValueError, match="batch_size"):
     pretrain_input.pretrain_dataset(tiny_data_dir, _config(), batch_size=0, seed=0)
+
+
+def test_trajectory_figures_are_written(tiny_data_dir, tmp_path):
+  from PIL import Image
+
+  from ctp_tf import plots
+  paths = plots.render_pretrain_examples(tiny_data_dir, _config(), str(tmp_path / "t.png"),
+                                         gif_path=str(tmp_path / "t.gif"), num_clips=2, seed=3)
+  png = Image.open(paths["png"])
+  assert png.size[0] > 200 and png.size[1] > 100
+  gif = Image.open(paths["gif"])
+  assert gif.n_frames == 8                     # one GIF frame per video frame
+  assert not list(tmp_path.glob("*.tmp-*"))    # written atomically

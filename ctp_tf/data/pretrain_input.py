@@ -23,10 +23,11 @@ def example_seeds(seed, input_pipeline_id):
       lambda i: tf.random.experimental.stateless_fold_in(base, i)))
 
 
-def pretrain_example(video, seed, config):
+def pretrain_example(video, seed, config, with_visible=False):
   """One training example from a parsed video dict (`reader.read_videos`).
 
-  Returns `{"clip": uint8 [T, S, S, 3], "boxes": float32 [N, T, 4], "weights": float32 [N, T]}`.
+  Returns `{"clip": uint8 [T, S, S, 3], "boxes": float32 [N, T, 4], "weights": float32 [N, T]}`
+  (plus `visible` bool [N, T] with `with_visible`, for visualisation).
   """
   data, aug = config.data, config.augment
   seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), num=6)
@@ -46,7 +47,10 @@ def pretrain_example(video, seed, config):
       clip, seeds[5], brightness_prob=aug.brightness_prob, brightness_range=aug.brightness_range,
       contrast_prob=aug.contrast_prob, contrast_range=aug.contrast_range,
       dynamic=bool(aug.dynamic), dynamic_keyframe_probs=tuple(aug.dynamic_keyframe_probs))
-  return {"clip": clip, "boxes": out["boxes"], "weights": out["weights"]}
+  example = {"clip": clip, "boxes": out["boxes"], "weights": out["weights"]}
+  if with_visible:
+    example["visible"] = out["visible"]
+  return example
 
 
 def pretrain_dataset(data_dir, config, *, split="train", batch_size, seed, num_input_pipelines=1,
