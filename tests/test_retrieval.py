@@ -107,3 +107,34 @@ def test_retrieval_end_to_end_random_and_export(tiny_data_dir, tmp_path):
                             (1, 2))
   assert res["top1"] == pytest.approx(direct["top1"]) and res["top2"] == pytest.approx(
       direct["top2"])
+
+
+def test_eval_clips_come_from_hand_computed_offsets(tmp_path):
+  """The clips retrieval/evaluation see are the REFERENCE test offsets, end to end:
+  L = (frames - clip_len*stride + 1) / num_clips, clip k starts at int(L/2 + L*k)."""
+  import sys as _sys
+  _sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from conftest import write_tiny_shards
+  from ctp_tf.data import finetune_input
+
+  d = str(tmp_path / "shards")
+  videos = write_tiny_shards(d, videos_per_split={"train": 1, "test": 3}, frames=(20, 37))["test"]
+  clip_len, stride, num_clips = 4, 2, 3
+  ds = finetune_input.eval_dataset(d, "test", num_clips=num_clips, clip_len=clip_len,
+                                   stride=stride, resize=(64, 48), crop_size=48, batch_size=2)
+  seen = 0
+  for batch in ds:
+    for clips, vid in zip(np.asarray(batch["clips"]), np.asarray(batch["video_index"])):
+      frames = videos[vid][:, :, 8:56].astype(np.float32)       # centre 48x48 of 64x48
+      n = len(frames)
+      seg = (n - clip_len * stride + 1) / num_clips
+      for k in range(num_clips):
+        start = int(seg / 2 + seg * k)
+        for j in range(clip_len):
+          want = min(start + j * stride, n - 1)
+          err = np.abs(frames - clips[k, j].astype(np.float32)).mean(axis=(1, 2, 3))
+          assert int(np.argmin(err)) == want, (vid, k, j, n)
+          # Clearly the right frame, not a near tie (JPEG-coded noise is not exact).
+          assert err[want] < 0.8 * np.sort(err)[1], (err[want], np.sort(err)[:3])
+      seen += 1
+  assert seen == 3
