@@ -73,13 +73,15 @@ def test_scale_crop_params_stay_in_frame():
   assert (sh, sw, y, x) == (32, 32, 0, 0)
 
 
-def test_reduced_decode_close_to_full_resolution():
+@pytest.mark.parametrize("reduced, short", [(True, 40), (1.5, 60)])   # 2.4x and 1.6x shrink
+def test_reduced_decode_close_to_full_resolution(reduced, short):
   big = _smooth_frames(3, 96, 128, seed=1)
   idx = tf.constant([0, 1, 2])
   for s in range(3):
-    kw = dict(height=96, width=128, short_sides=(40,), crop_size=32)
+    kw = dict(height=96, width=128, short_sides=(short,), crop_size=32)
     exact = augment.decode_scale_crop(big, idx, [s, 1], **kw).numpy().astype(float)
-    fast = augment.decode_scale_crop(big, idx, [s, 1], reduced_decode=True, **kw).numpy()
+    fast = augment.decode_scale_crop(big, idx, [s, 1], reduced_decode=reduced, **kw).numpy()
+    assert not np.array_equal(exact, fast)   # the reduced path really ran
     # Box-filtered then bilinear vs plain bilinear: small differences only.
     assert np.abs(exact - fast).mean() < 4.0
 
@@ -112,6 +114,23 @@ def test_decode_center_equals_full_decode_resize_crop(frames):
     assert np.abs(out[c].numpy().astype(float) - ref).max() <= 1.0
   single = augment.decode_center(frames, indices[1], resize=(50, 36), crop_size=32)
   np.testing.assert_array_equal(single, out[1])
+
+
+def test_decode_scale_crop_flip_is_mirrored_crop(frames):
+  indices = tf.constant([0, 4])
+  kw = dict(height=48, width=64, short_sides=(40, 70), crop_size=32)
+  flips = 0
+  for s in range(8):
+    plain = augment.decode_scale_crop(frames, indices, [s, 2], **kw).numpy().astype(int)
+    out = augment.decode_scale_crop(frames, indices, [s, 2], flip_prob=0.5, **kw).numpy()
+    if np.array_equal(out, plain):
+      continue
+    flips += 1
+    assert np.abs(out - plain[:, :, ::-1]).max() <= 1
+  assert 1 <= flips <= 7
+  always = augment.decode_scale_crop(frames, indices, [0, 2], flip_prob=1.0, **kw).numpy()
+  plain = augment.decode_scale_crop(frames, indices, [0, 2], **kw).numpy().astype(int)
+  assert np.abs(always - plain[:, :, ::-1]).max() <= 1
 
 
 def test_random_flip():

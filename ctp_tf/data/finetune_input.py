@@ -23,7 +23,7 @@ def _example_seeds(seed, input_pipeline_id):
 
 def train_clip(video, seed, config):
   """One augmented training clip uint8 [T, S, S, 3] from a parsed video dict."""
-  seeds = tf.random.experimental.stateless_split(seed, num=5)
+  seeds = tf.random.experimental.stateless_split(seed, num=5)   # [2] is unused
   indices = sampling.train_indices(
       video["num_frames"], seeds[0], config.clip_len, [config.stride],
       temporal_jitter=config.get("temporal_jitter", False))
@@ -32,8 +32,8 @@ def train_clip(video, seed, config):
   clip = augment.decode_scale_crop(
       video["frames"], indices, seeds[1], height=shape[0], width=shape[1],
       sizes=config.sizes, crop_size=config.crop_size,
-      reduced_decode=config.get("reduced_decode", False))
-  clip = augment.random_flip(clip, seeds[2], config.flip_prob)
+      reduced_decode=config.get("reduced_decode", False),
+      flip_prob=config.flip_prob)   # flipping inside the resampling grid costs nothing
   clip = color.brightness_contrast(
       clip, seeds[3], brightness_prob=config.brightness_prob,
       brightness_range=config.brightness_range, contrast_prob=config.contrast_prob,

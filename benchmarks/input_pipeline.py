@@ -1,0 +1,157 @@
+r"""Finetuning input pipeline throughput: clips/s and peak RSS, 1 core and all cores.
+
+Builds a synthetic shard set (smooth moving blobs plus mild noise, JPEG quality 90 like the
+converter; about natural-video JPEG sizes) with frames stored at 320x240 and at short side 128
+(171x128), then times `finetune_dataset` (read, parse, sample, decode the crop window,
+scale/crop, flip, colour, batch 32) in a fresh subprocess per setting. The 1-core setting pins
+the subprocess to one CPU (sched_setaffinity) and limits tf.data and op threads to 1.
+
+Besides wall-clock clips/s it reports clips per CPU-second (process CPU time), which is what a
+dedicated core would deliver and is less sensitive to other load on a shared machine.
+
+  python benchmarks/input_pipeline.py --output=/tmp/input_pipeline.json
+  python benchmarks/input_pipeline.py --reduced_decode   # 1/2-resolution JPEG decoding when
+                                                          # the frame shrinks by >= 2x
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+# Runnable from a checkout without installing the package.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO not in sys.path:
+  sys.path.insert(0, _REPO)
+
+flags.DEFINE_integer("videos", 64, "Synthetic videos per stored size.")
+flags.DEFINE_integer("frames", 60, "Frames per synthetic video.")
+flags.DEFINE_integer("batch_size", 32, "Clips per batch.")
+flags.DEFINE_integer("batches", 12, "Timed batches per setting (after warm-up).")
+flags.DEFINE_integer("warmup", 3, "Untimed batches first.")
+flags.DEFINE_list("stored", ["320x240", "171x128"], "Stored frame sizes WxH.")
+flags.DEFINE_list("threads", ["1", "all"], "Core settings: 1 and/or all.")
+flags.DEFINE_bool("reduced_decode", False, "config.reduced_decode for the pipeline.")
+flags.DEFINE_string("work_dir", "", "Where the synthetic shards go (default: a temp dir).")
+flags.DEFINE_string("output", "", "Also write the JSON here.")
+# Internal: one timing run in this (sub)process.
+flags.DEFINE_string("worker_data_dir", "", "Run one timing on this data dir (internal).")
+flags.DEFINE_string("worker_threads", "all", "Threads of the worker (internal).")
+
+FLAGS = flags.FLAGS
+
+
+def make_shards(out_dir, width, height, videos, frames, seed=0):
+  """Writes `videos` synthetic videos of `frames` JPEG frames at width x height, 4 shards."""
+  import numpy as np
+  import tensorflow as tf
+  from ctp_tf.data import shards
+
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+  records = []
+  for v in range(videos):
+    blobs = [(rng.uniform(0, height), rng.uniform(0, width), rng.uniform(10, 70) * height / 240,
+              rng.uniform(-60, 60, 3), rng.uniform(-3, 3, 2)) for _ in range(10)]
+    background = 110 + 40 * np.sin(xx / rng.uniform(15, 40) + rng.uniform(0, 6))[..., None]
+    jpegs = []
+    for t in range(frames):
+      img = background + rng.normal(0, 2, (height, width, 3))
+      for cy, cx, r, col, (vy, vx) in blobs:
+        inside = ((yy - cy - vy * t) ** 2 + (xx - cx - vx * t) ** 2) < r * r
+        img = img + inside[..., None] * col
+      jpegs.append(tf.io.encode_jpeg(np.clip(img, 0, 255).astype(np.uint8),
+                                     quality=90).numpy())
+    records.append(shards.make_sequence_example(
+        jpegs, media_id=f"synthetic_{v}", label_index=v % 10, label_string=f"c{v % 10}",
+        height=height, width=width, frame_rate=25.0, index=v).SerializeToString())
+  n = 4
+  for s in range(n):
+    shards.write_tfrecord_atomic(os.path.join(out_dir, shards.shard_name("train", s, n)),
+                                 records[s::n])
+  return sum(len(r) for r in records) / (videos * frames)
+
+
+def run_worker(data_dir, threads):
+  """Times the pipeline in this process; returns a result dict."""
+  if threads == "1":
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+  import resource
+  import tensorflow as tf
+  from ctp_tf import defaults
+  from ctp_tf.data import finetune_input
+
+  options = None
+  if threads == "1":
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+  config = defaults.finetune_data_config()
+  config.reduced_decode = FLAGS.reduced_decode
+  ds = finetune_input.finetune_dataset(data_dir, config, batch_size=FLAGS.batch_size, seed=0,
+                                       options=options)
+  it = iter(ds)
+  for _ in range(FLAGS.warmup):
+    next(it)
+  wall, cpu = time.perf_counter(), time.process_time()
+  for _ in range(FLAGS.batches):
+    next(it)
+  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  clips = FLAGS.batches * FLAGS.batch_size
+  return {"clips_per_s": round(clips / wall, 1), "clips_per_cpu_s": round(clips / cpu, 1),
+          "cpus_used": round(cpu / wall, 2),
+          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+          "cores": 1 if threads == "1" else len(os.sched_getaffinity(0))}
+
+
+def main(argv):
+  del argv
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+  if FLAGS.worker_data_dir:
+    print("RESULT " + json.dumps(run_worker(FLAGS.worker_data_dir, FLAGS.worker_threads)))
+    return
+  work = FLAGS.work_dir or tempfile.mkdtemp(prefix="ctp_input_bench_")
+  results = {"batch_size": FLAGS.batch_size, "videos": FLAGS.videos, "frames": FLAGS.frames,
+             "reduced_decode": FLAGS.reduced_decode, "pipeline": "finetune_dataset",
+             "load_average_before": os.getloadavg(), "runs": []}
+  for stored in FLAGS.stored:
+    w, h = (int(v) for v in stored.split("x"))
+    data_dir = os.path.join(work, stored)
+    if not os.path.exists(os.path.join(data_dir, "train-00003-of-00004.tfrecord")):
+      os.makedirs(data_dir, exist_ok=True)
+      t = time.time()
+      jpeg_bytes = make_shards(data_dir, w, h, FLAGS.videos, FLAGS.frames)
+      print(f"made {stored} shards in {time.time() - t:.0f}s", file=sys.stderr)
+    else:
+      jpeg_bytes = None
+    for threads in FLAGS.threads:
+      cmd = [sys.executable, os.path.abspath(__file__), f"--worker_data_dir={data_dir}",
+             f"--worker_threads={threads}", f"--batch_size={FLAGS.batch_size}",
+             f"--batches={FLAGS.batches}", f"--warmup={FLAGS.warmup}",
+             f"--reduced_decode={FLAGS.reduced_decode}"]
+      out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+      line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+      if not line:
+        raise RuntimeError(f"worker failed ({stored}, {threads}):\n{out.stderr[-3000:]}")
+      run = {"stored": stored, "threads": threads, **json.loads(line[0][len("RESULT "):])}
+      if jpeg_bytes:
+        run["stored_bytes_per_frame"] = round(jpeg_bytes)
+      results["runs"].append(run)
+      print(json.dumps(run), file=sys.stderr)
+  results["load_average_after"] = os.getloadavg()
+  text = json.dumps(results, indent=2)
+  print(text)
+  if FLAGS.output:
+    with open(FLAGS.output, "w") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
