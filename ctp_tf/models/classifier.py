@@ -2,6 +2,8 @@
 
 import keras
 
+from ctp_tf.layers.initializers import NumpyNormal
+
 
 @keras.saving.register_keras_serializable(package="ctp_tf")
 class VideoClassifier(keras.Model):
@@ -26,7 +28,7 @@ class VideoClassifier(keras.Model):
     x = keras.layers.GlobalAveragePooling3D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(
-        num_classes, kernel_initializer=keras.initializers.RandomNormal(0.0, 0.001),
+        num_classes, kernel_initializer=NumpyNormal(stddev=0.001),
         dtype="float32", name="logits")(x)
     super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
     self.backbone = backbone

@@ -9,11 +9,10 @@ regresses normalised deltas against the frame-0 box (REFERENCE.md "Network for p
 import keras
 from keras import ops
 
+from ctp_tf.layers.initializers import NumpyNormal
 from ctp_tf.layers.roi_align import ROIAlign
 from ctp_tf.models.resnet3d import build_backbone
 
-_KAIMING = ("VarianceScaling", {"scale": 2.0, "mode": "fan_out",
-                                "distribution": "untruncated_normal"})
 
 
 def _centers_sizes(boxes):
@@ -128,11 +127,10 @@ class CtPModel(keras.Model):
     kernel_t = self.feature_frames if self.squeeze else 1
     self.temporal_conv = keras.layers.Conv3D(
         channels, (kernel_t, 1, 1), activation="relu", name="head_temporal_conv",
-        kernel_initializer=keras.initializers.get({"class_name": _KAIMING[0],
-                                                   "config": _KAIMING[1]}))
+        kernel_initializer=NumpyNormal(mode="fan_out"))
     self.roi_align = ROIAlign(self.roi_size, self.spatial_scale, sampling_ratio=2, aligned=True,
                               name="head_roi_align")
-    init = keras.initializers.RandomNormal(0.0, 0.001)
+    init = NumpyNormal(stddev=0.001)
     self.fc1 = keras.layers.Dense(self.hidden, activation="relu", kernel_initializer=init,
                                   name="head_fc1")
     self.fc2 = keras.layers.Dense(self.num_frames * 4, kernel_initializer=init, dtype="float32",

@@ -8,6 +8,7 @@ odd kernels use "same", which is symmetric there, saving a copy per conv.
 
 import keras
 
+from ctp_tf.layers.initializers import NumpyNormal
 from ctp_tf.layers.normalization import Normalize
 
 STAGE_BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -96,7 +97,8 @@ class ResNet3DBackbone(keras.Model):
     if len(spatial_strides) != 4 or len(temporal_strides) != 4:
       raise ValueError("spatial_strides and temporal_strides need one entry per stage (4)")
     input_shape = tuple(input_shape)
-    init = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+    # Kaiming normal, fan_out (torchvision); drawn with numpy (fast on every backend).
+    init = NumpyNormal(mode="fan_out")
 
     def bn(x, name):
       return keras.layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=bn_epsilon,
