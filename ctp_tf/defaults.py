@@ -46,6 +46,9 @@ def pretrain_data_config():
   c.crop_size = 112
   c.flip_prob = 0.5
   c.shuffle_buffer = 256
+  # JPEG decoding at 1/2 resolution when frames shrink by >= this factor (False: always exact;
+  # True = 2.0). See ctp_tf.data.augment.decode_scale_crop.
+  c.reduced_decode = False
   return c
 
 
@@ -130,6 +133,8 @@ def finetune_data_config():
   c.test_split = "test"
   c.clip_len = 16
   c.stride = 2
+  c.temporal_jitter = False        # fixed stride 2 from a random start (REFERENCE.md)
+  c.reduced_decode = False         # see pretrain_data_config
   c.sizes = ((149, 112), (171, 128), (192, 144))   # (w, h) choices before the random crop
   c.crop_size = 112
   c.flip_prob = 0.35
