@@ -5,6 +5,7 @@ frames are decoded later, after the sampler has chosen which ones (see `augment.
 Paths may be local or anything `tf.io.gfile` reads (`gs://...`).
 """
 
+import concurrent.futures
 import os
 import struct
 
@@ -122,8 +123,9 @@ def read_videos(data_dir, split, *, shuffle, seed, num_shards=1, shard_index=0, 
     raise ValueError(f"shard_index {shard_index} not in [0, num_shards={num_shards})")
   paths = list_shards(data_dir, split)
   if check_files:
-    for p in paths:
-      check_tfrecord(p)
+    # One small read per file; threads hide the latency of remote (gs://) files.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+      list(pool.map(check_tfrecord, paths))
   file_level = len(paths) >= num_shards
   if file_level:
     paths = paths[shard_index::num_shards]
