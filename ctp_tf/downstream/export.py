@@ -185,12 +185,14 @@ def _check_expected(cfg, export_dir, arch, width_multiplier):
                       f"{width_multiplier} was requested.")
 
 
-def load_encoder(export_dir, *, arch=None, width_multiplier=None):
+def load_encoder(export_dir, *, arch=None, width_multiplier=None, synchronized_bn=False):
   """Rebuilds the standard-stride backbone of an export and restores its weights exactly.
 
   Args:
     export_dir: a directory written by `export_encoder`.
     arch, width_multiplier: if given, the export must match them (ExportError otherwise).
+    synchronized_bn: build the backbone with cross-replica BatchNorm (finetuning on several
+      replicas); the weights are the same either way.
 
   Returns:
     (backbone keras.Model, export config dict).
@@ -204,7 +206,7 @@ def load_encoder(export_dir, *, arch=None, width_multiplier=None):
     raise ExportError(f"incomplete export {export_dir!r}: {WEIGHTS_NAME} is missing.")
   backbone = models.build_backbone(
       cfg["arch"], "standard", width_multiplier=float(cfg["width_multiplier"]),
-      bn_epsilon=float(cfg.get("bn_epsilon", 1e-3)))
+      bn_epsilon=float(cfg.get("bn_epsilon", 1e-3)), synchronized_bn=synchronized_bn)
   try:
     backbone.load_weights(weights)
   except Exception as e:  # h5py / Keras raise many types for truncated or foreign files

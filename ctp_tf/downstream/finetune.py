@@ -51,8 +51,10 @@ def _config_from_dict(d):
   return ml_collections.ConfigDict(d)
 
 
-def build_classifier(config, num_classes, *, init_from=None):
+def build_classifier(config, num_classes, *, init_from=None, synchronized_bn=False):
   """Standard backbone (scratch or restored from an export) + VideoClassifier.
+
+  `synchronized_bn`: cross-replica BatchNorm (as pretraining uses with several replicas).
 
   Returns:
     (classifier keras.Model, export config dict or None).
@@ -64,10 +66,11 @@ def build_classifier(config, num_classes, *, init_from=None):
   export_cfg = None
   if init_from:
     backbone, export_cfg = export.load_encoder(init_from, arch=m.arch,
-                                               width_multiplier=m.width_multiplier)
+                                               width_multiplier=m.width_multiplier,
+                                               synchronized_bn=synchronized_bn)
   else:
     backbone = models.build_backbone(m.arch, "standard", width_multiplier=m.width_multiplier,
-                                     bn_epsilon=m.bn_epsilon)
+                                     bn_epsilon=m.bn_epsilon, synchronized_bn=synchronized_bn)
   model = models.VideoClassifier(backbone, num_classes, dropout=m.dropout)
   return model, export_cfg
 
@@ -204,7 +207,11 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
     raise ValueError(f"{data_dir}/dataset.json has no split {train_split!r} "
                      f"(splits: {sorted(ds_meta.get('splits', {}))}).") from None
 
-  strat = strategy_lib.get_strategy(strategy, tpu)
+  import tensorflow as tf
+  strat = strategy if isinstance(strategy, tf.distribute.Strategy) else \
+      strategy_lib.get_strategy(strategy, tpu)
+  multi_worker = strategy_lib.is_multi_worker(strat)
+  chief = strategy_lib.is_chief(strat)
   global_batch = (int(config.train.get("global_batch_size", 0))
                   or int(config.train.batch_size) * strat.num_replicas_in_sync)
   if global_batch % strat.num_replicas_in_sync:
@@ -214,7 +221,8 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
   keras.utils.set_random_seed(int(config.train.seed))
 
   with strat.scope():
-    model, export_cfg = build_classifier(config, len(classes), init_from=init_from)
+    model, export_cfg = build_classifier(config, len(classes), init_from=init_from,
+                                         synchronized_bn=strat.num_replicas_in_sync > 1)
     _build(model, config)
     model.compile(
         optimizer=optimizer_lib.make_optimizer(config.optimizer, steps, global_batch),
@@ -223,17 +231,22 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
         jit_compile=bool(config.train.jit_compile),
         steps_per_execution=int(config.train.steps_per_execution))
 
-  _write_json_atomic(os.path.join(workdir, CONFIG), {
-      "config": config.to_dict(), "num_classes": len(classes), "classes": classes,
-      "init_from": os.path.abspath(init_from) if init_from else None,
-      "export_config": export_cfg, "data_dir": os.path.abspath(data_dir),
-      "global_batch": global_batch, "steps_per_epoch": steps})
+  if multi_worker:
+    callbacks_lib.patch_for_multi_worker(model)
+  if chief:
+    _write_json_atomic(os.path.join(workdir, CONFIG), {
+        "config": config.to_dict(), "num_classes": len(classes), "classes": classes,
+        "init_from": os.path.abspath(init_from) if init_from else None,
+        "export_config": export_cfg, "data_dir": os.path.abspath(data_dir),
+        "global_batch": global_batch, "steps_per_epoch": steps,
+        "strategy": type(strat).__name__, "replicas": strat.num_replicas_in_sync})
 
   # Resume exactly as pretraining does: the newest complete backup (weights, optimizer moments,
   # step counter) of this workdir, then the rest of the interrupted epoch, then whole epochs.
   backup_dir = os.path.join(workdir, "backup")
-  callbacks_lib.remove_stale_temporaries([backup_dir, os.path.join(workdir, "checkpoints"),
-                                          workdir])
+  if chief:
+    callbacks_lib.remove_stale_temporaries([backup_dir, os.path.join(workdir, "checkpoints"),
+                                            workdir])
   model.optimizer.build(model.trainable_variables)
   resumed = callbacks_lib.restore_latest(model, backup_dir)
   start = callbacks_lib.global_step(model)
@@ -243,10 +256,16 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
 
   def train_stream(start_step):
     # The seed depends on the step training (re)starts at (pretrain.stream_seed): a resumed
-    # run draws new clips instead of replaying the first epoch's.
-    return finetune_input.finetune_dataset(
-        data_dir, config.data, split=train_split, batch_size=global_batch,
-        seed=pretrain.stream_seed(config.train.seed, start_step), repeat=True)
+    # run draws new clips instead of replaying the first epoch's. One input pipeline per
+    # worker, each reading its own share of the shards, as in pretraining.
+    def fn(ctx):
+      return finetune_input.finetune_dataset(
+          data_dir, config.data, split=train_split,
+          batch_size=ctx.get_per_replica_batch_size(global_batch),
+          seed=pretrain.stream_seed(config.train.seed, start_step, ctx.input_pipeline_id),
+          num_input_pipelines=ctx.num_input_pipelines, input_pipeline_id=ctx.input_pipeline_id,
+          repeat=True)
+    return strat.distribute_datasets_from_function(fn)
 
   every = int(config.train.get("eval_every_epochs", 10))
   nan_guard = callbacks_lib.NanGuard()
@@ -255,18 +274,22 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
       TenClipValidation(lambda: evaluate.eval_dataset_for(config, data_dir), every=every,
                         epochs=epochs),
       callbacks_lib.StepLogs(),
-      HistoryJson(os.path.join(workdir, HISTORY)),
       callbacks_lib.StepBackup(backup_dir, int(config.train.get("backup_every_steps", 0)),
-                               steps, nan_guard=nan_guard),
+                               steps, nan_guard=nan_guard, is_chief=chief),
       callbacks_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                 int(config.train.get("checkpoint_every_epochs", 1)),
                                 int(config.train.get("keep_checkpoints", 3)),
-                                nan_guard=nan_guard),
-      callbacks_lib.CSVLog(os.path.join(workdir, "log.csv")),
-      callbacks_lib.ScalarSummaries(os.path.join(workdir, "tb"),
-                                    int(config.train.get("log_every_steps", 10))),
+                                nan_guard=nan_guard, is_chief=chief),
   ]
+  if chief:
+    callbacks += [
+        HistoryJson(os.path.join(workdir, HISTORY)),
+        callbacks_lib.CSVLog(os.path.join(workdir, "log.csv")),
+        callbacks_lib.ScalarSummaries(os.path.join(workdir, "tb"),
+                                      int(config.train.get("log_every_steps", 10))),
+    ]
   verbose = int(config.train.get("verbose", 1)) if verbose == "auto" else verbose
+  verbose = verbose if chief else 0
   total_steps = epochs * steps
   step = start
   while step < total_steps and not model.stop_training:
@@ -281,6 +304,8 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
   if nan_guard.tripped:
     raise FloatingPointError(f"finetuning in {workdir!r} stopped at step {nan_guard.step}: "
                              "non-finite loss (lower optimizer.lr?). Backups before it are kept.")
+  if not chief:   # the chief writes the result; other workers have nothing more to do
+    return {"epochs": epochs, "history": None, "weights": None}
   callbacks_lib.save_weights_atomic(model, os.path.join(workdir, FINAL_WEIGHTS))
   with open(os.path.join(workdir, HISTORY)) as f:
     entries = json.load(f)["epochs"]
