@@ -27,7 +27,9 @@ import math
 import multiprocessing
 import os
 import queue as queue_lib
+import signal
 import sys
+import threading
 import time
 
 import av
@@ -187,10 +189,12 @@ def _check_existing(tasks, out_dir, settings, overwrite):
     for path in tf.io.gfile.glob(os.path.join(out_dir, f"{split}-*-of-*.tfrecord")):
       if path not in planned:
         stale.append(path)
-  # Temporary files of an interrupted run are never readable shards; remove them.
-  for pattern in ("*.tfrecord.tmp-*", os.path.join(SHARD_INFO_DIR, "*.json.tmp-*")):
-    for path in tf.io.gfile.glob(os.path.join(out_dir, pattern)):
-      tf.io.gfile.remove(path)
+  # Temporary files of an interrupted run of these shards are never readable; remove them.
+  for split, n in counts.items():
+    for pattern in (f"{split}-*-of-{n:05d}.tfrecord.tmp-*",
+                    os.path.join(SHARD_INFO_DIR, f"{split}-*-of-{n:05d}.json.tmp-*")):
+      for path in tf.io.gfile.glob(os.path.join(out_dir, pattern)):
+        tf.io.gfile.remove(path)
   if stale and not overwrite:
     raise FileExistsError(
         f"{out_dir!r} holds shards that this conversion would not write (another shard count "
@@ -225,9 +229,22 @@ def _listing(items, limit=10):
 _PROGRESS = None
 
 
-def _init_worker(progress_queue):
+def _watch_parent(parent_pid):
+  # A worker whose driver died (SIGKILL, OOM) would otherwise block on its queues forever.
+  while True:
+    time.sleep(0.5)
+    try:
+      os.kill(parent_pid, 0)
+    except ProcessLookupError:
+      os._exit(1)
+    except PermissionError:
+      pass
+
+
+def _init_worker(progress_queue, parent_pid):
   global _PROGRESS
   _PROGRESS = progress_queue
+  threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf  # noqa: PLC0415
   # One process per core: TF's own thread pools would only oversubscribe.
@@ -325,8 +342,14 @@ def _run_parallel(tasks, settings, workers, progress):
   ctx.set_forkserver_preload([__name__])
   q = ctx.Queue()
   results = {}
-  with concurrent.futures.ProcessPoolExecutor(
-      max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
+  pool = concurrent.futures.ProcessPoolExecutor(
+      max_workers=workers, mp_context=ctx, initializer=_init_worker,
+      initargs=(q, os.getpid()))
+  # SIGTERM (a job scheduler's kill) takes the same clean path as Ctrl-C below.
+  old_handler = None
+  if threading.current_thread() is threading.main_thread():
+    old_handler = signal.signal(signal.SIGTERM, _interrupt)
+  try:
     futures = {pool.submit(convert_shard, t, settings): t for t in tasks}
     pending = set(futures)
     while pending:
@@ -342,7 +365,23 @@ def _run_parallel(tasks, settings, workers, progress):
               "decoder?). Finished shards are kept: re-run to resume, with --workers=1 to see "
               "which video it is.") from None
     _drain(q, progress)
+  except BaseException:
+    # Ctrl-C or a failure: stop now instead of converting everything still queued. Half-written
+    # shards only exist under temporary names, which the next run removes.
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+      proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    raise
+  finally:
+    if old_handler is not None:
+      signal.signal(signal.SIGTERM, old_handler)
+  pool.shutdown(wait=True)
   return results
+
+
+def _interrupt(signum, frame):
+  del frame
+  raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _drain(q, progress):
