@@ -67,6 +67,26 @@ def test_ties_break_by_gallery_index():
   assert got == reference_topk(query, qlabels, gallery, glabels, ks)
 
 
+def test_many_ties_at_the_topk_boundary_match_reference():
+  # 40 one-hot gallery rows over 5 directions: every similarity is exact and tied 8 ways, so
+  # the k-th value is almost always shared and the index rule decides who gets in.
+  rng = np.random.default_rng(7)
+  gallery = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 40)]
+  glabels = rng.integers(0, 6, 40)
+  query = rng.normal(size=(13, 5)).astype(np.float32)
+  qlabels = rng.integers(0, 6, 13)
+  ks = (1, 3, 5, 9, 10, 20, 50)
+  for qb, gb in ((4, 7), (13, 40), (1, 3)):
+    got = retrieval.topk_accuracy(query, qlabels, gallery, glabels, ks=ks,
+                                  query_block=qb, gallery_block=gb)
+    assert got == reference_topk(query, qlabels, gallery, glabels, ks), (qb, gb)
+  idx, _ = retrieval.topk_neighbours(query, gallery, 12, query_block=5, gallery_block=6)
+  qn = query / np.linalg.norm(query, axis=1, keepdims=True)
+  for i in range(len(query)):
+    want = sorted(range(40), key=lambda j: (-float(qn[i] @ gallery[j]), j))[:12]
+    np.testing.assert_array_equal(idx[i], want)
+
+
 def test_k_beyond_gallery_and_misses():
   gallery = np.array([[1, 0], [0, 1]], np.float32)
   idx, _ = retrieval.topk_neighbours(np.array([[1, 1]], np.float32), gallery, 50)

@@ -36,6 +36,24 @@ def l2_normalize(x, eps=1e-12):
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
+def _block_topk(sim, offset, k):
+  """Top-k of each row of `sim` by (-similarity, column), columns numbered from `offset`.
+
+  A partition finds each row's k-th largest value; only entries at or above it (ties at the
+  boundary included, so the index rule still decides) are sorted, not the whole row.
+  """
+  rows, cols = sim.shape
+  k = min(k, cols)
+  kth = np.partition(sim, cols - k, axis=1)[:, cols - k]
+  r, c = np.nonzero(sim >= kth[:, None])            # row-major: columns ascending per row
+  v = sim[r, c]
+  order = np.lexsort((c, -v, r))                    # by row, then -similarity, then column
+  r, c, v = r[order], c[order], v[order]
+  starts = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=rows))[:-1]])
+  take = starts[:, None] + np.arange(k)[None, :]
+  return v[take], c[take].astype(np.int64) + offset
+
+
 def topk_neighbours(query, gallery, k, *, query_block=1024, gallery_block=8192):
   """Indices of the k most cosine-similar gallery rows for every query row.
 
@@ -60,8 +78,7 @@ def topk_neighbours(query, gallery, k, *, query_block=1024, gallery_block=8192):
     best_sim = np.zeros((q.shape[0], 0), np.float32)
     best_idx = np.zeros((q.shape[0], 0), np.int64)
     for g0 in range(0, num_g, gallery_block):
-      sim = q @ gallery[g0:g0 + gallery_block].T
-      idx = np.broadcast_to(np.arange(g0, g0 + sim.shape[1], dtype=np.int64), sim.shape)
+      sim, idx = _block_topk(q @ gallery[g0:g0 + gallery_block].T, g0, k)
       cand_sim = np.concatenate([best_sim, sim], axis=1)
       cand_idx = np.concatenate([best_idx, idx], axis=1)
       # lexsort: last key is primary -> by -similarity, then by gallery index.
