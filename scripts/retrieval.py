@@ -36,6 +36,8 @@ flags.DEFINE_bool("check_arch", False, "Fail if the export's arch differs from -
 flags.DEFINE_float("width_multiplier", 1.0, "Width for --model=random.")
 flags.DEFINE_list("clip_shape", ["16", "112", "112"], "T,H,W for --model=random.")
 flags.DEFINE_integer("seed", 0, "Initialisation seed for --model=random.")
+flags.DEFINE_string("like", None, "For --model=random: take arch, width and clip shape from "
+                    "this export's config.json (the baseline for that export).")
 FLAGS = flags.FLAGS
 
 
@@ -46,11 +48,18 @@ def main(argv):
   ks = tuple(int(k) for k in FLAGS.topk)
   with tempfile.TemporaryDirectory() as tmp:
     if FLAGS.model == "random":
+      arch, width = FLAGS.arch, FLAGS.width_multiplier
+      clip_shape = tuple(int(v) for v in FLAGS.clip_shape)
+      if FLAGS.like:
+        try:
+          like = export.read_export_config(FLAGS.like)
+        except export.ExportError as e:
+          raise app.UsageError(f"--like: {e}")
+        arch, width, clip_shape = like["arch"], like["width_multiplier"], like["clip_shape"]
       model_dir = os.path.join(tmp, "random_export")
-      retrieval.random_encoder_export(
-          model_dir, arch=FLAGS.arch, width_multiplier=FLAGS.width_multiplier,
-          clip_shape=tuple(int(v) for v in FLAGS.clip_shape), seed=FLAGS.seed)
-      cache_key = f"random:{FLAGS.arch}:{FLAGS.width_multiplier}:{FLAGS.seed}"
+      retrieval.random_encoder_export(model_dir, arch=arch, width_multiplier=width,
+                                      clip_shape=tuple(clip_shape), seed=FLAGS.seed)
+      cache_key = f"random:{arch}:{width}:{FLAGS.seed}"
     else:
       model_dir = FLAGS.model
       cache_key = f"export:{os.path.abspath(model_dir)}:" + str(
