@@ -33,7 +33,6 @@ import threading
 import time
 
 import av
-import numpy as np
 
 from ctp_tf.data import shards
 
@@ -403,7 +402,8 @@ def convert_dataset(splits, out_dir, *, classes, resize_short=128, workers=1,
     out_dir: output directory (local or gs://).
     classes: class names; `VideoEntry.label` indexes them.
     resize_short: short side in pixels after resizing (aspect kept); 0 keeps the original size.
-    workers: processes; each writes whole shards.
+    workers: processes; each writes whole shards. With more than one, workers start from a
+      fork server, so call this from a script guarded by `if __name__ == "__main__":`.
     videos_per_shard / num_shards: shard count per split (`num_shards` wins);
       at least `min_shards` shards per split when the split has that many videos.
     jpeg_quality: JPEG quality of the stored frames.
