@@ -294,3 +294,29 @@ def test_bad_config_and_clip_are_rejected():
     synthesis.synthesize_trajectories(np.zeros((4, 8, 8, 3), np.uint8), [0, 0], cfg)
   with pytest.raises(ValueError, match="T, H, W, 3"):
     synthesis.synthesize_trajectories(np.zeros((8, 8, 3), np.uint8), [0, 0])
+
+
+@pytest.mark.parametrize("mask,opacity", [("ellipse", 1.0), ("rhombus", 1.0), ("rect", 0.5)])
+def test_mask_shapes_and_opacity(mask, opacity):
+  probs = {"rect": (1.0, 0.0, 0.0), "ellipse": (0.0, 1.0, 0.0), "rhombus": (0.0, 0.0, 1.0)}
+  cfg = _paste_config(num_trajectories=1, mask_probs=probs[mask], visible_prob=1.0,
+                      opacity_range=(opacity, opacity), scales=(20, 24))
+  rng = np.random.default_rng(5)
+  fn = tf.function(lambda c, s: synthesis.synthesize_trajectories(c, s, cfg, return_internals=True))
+  for i in range(4):
+    clip = _random_clip(rng)
+    out = {k: v.numpy() for k, v in fn(clip, tf.constant([i, 9])).items()}
+    s = out["source"][0]
+    x1, y1, x2, y2 = out["boxes"][0, s].astype(int)
+    crop = clip[s, y1:y2, x1:x2].astype(np.float32)
+    for t in range(clip.shape[0]):
+      bx1, by1, bx2, by2 = out["boxes"][0, t].astype(int)
+      patch = tf.image.resize(crop, (by2 - by1, bx2 - bx1)).numpy()
+      got = out["clip"][t, by1:by2, bx1:bx2].astype(np.float32)
+      orig = clip[t, by1:by2, bx1:bx2].astype(np.float32)
+      cy, cx = (by2 - by1) // 2, (bx2 - bx1) // 2
+      want_centre = opacity * patch[cy, cx] + (1 - opacity) * orig[cy, cx]
+      assert np.abs(got[cy, cx] - want_centre).max() <= 1.0
+      if mask != "rect":   # corners lie outside ellipses and rhombi
+        np.testing.assert_array_equal(got[0, 0], orig[0, 0])
+        np.testing.assert_array_equal(got[-1, -1], orig[-1, -1])

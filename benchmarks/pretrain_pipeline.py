@@ -1,0 +1,215 @@
+r"""CtP pretraining input pipeline throughput: clips/s, CPU cost per stage, peak RSS.
+
+Builds synthetic shards (a panning smooth texture with moving blobs and mild noise, JPEG quality
+90, about natural-video JPEG sizes) with frames stored at 320x240 and at short side 128
+(171x128), then times `pretrain_dataset` (read, parse, sample 16 frames at stride 1..5, decode
+only the crop window, scale to short side {112,128,144}, crop 112, flip, CtP synthesis of 3
+trajectories, hue/saturation, dynamic brightness/contrast, batch 32) in a fresh subprocess per
+setting. The 1-core setting pins the subprocess to one CPU and limits tf.data and op threads to 1.
+
+Where the time goes (`--stages`): the same pipeline cut after decode+flip ("decode"), after the
+synthesis ("synthesis") and complete ("full"); plus "synthesis_only": the synthesis alone on
+clips already in memory. Differences of CPU-seconds per clip give each stage's cost.
+
+Besides wall-clock clips/s it reports clips per CPU-second (process CPU time): what a dedicated
+core delivers, and much less sensitive to other load on a shared machine than wall time.
+Baseline: the PyTorch release's per-sample numpy/OpenCV pipeline, 99 clips/s on one core of the
+2-core development machine at 320x240.
+
+  python benchmarks/pretrain_pipeline.py --output=/tmp/pretrain_pipeline.json
+  python benchmarks/pretrain_pipeline.py --reduced_decode --stages=decode,synthesis,full
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO not in sys.path:
+  sys.path.insert(0, _REPO)
+
+flags.DEFINE_integer("videos", 64, "Synthetic videos per stored size.")
+flags.DEFINE_integer("frames", 80, "Frames per synthetic video.")
+flags.DEFINE_integer("batch_size", 32, "Clips per batch.")
+flags.DEFINE_integer("batches", 10, "Timed batches per setting (after warm-up).")
+flags.DEFINE_integer("warmup", 3, "Untimed batches first.")
+flags.DEFINE_list("stored", ["320x240", "171x128"], "Stored frame sizes WxH.")
+flags.DEFINE_list("threads", ["1", "all"], "Core settings for the full pipeline: 1 and/or all.")
+flags.DEFINE_list("stages", ["decode", "synthesis", "synthesis_only"],
+                  "Extra 1-core runs that cut the pipeline, to see where the time goes "
+                  "(decode, synthesis, synthesis_only); 'full' is always run.")
+flags.DEFINE_bool("reduced_decode", False, "config.data.reduced_decode (1/2-resolution JPEG "
+                  "decoding when the frame shrinks by >= 2x).")
+flags.DEFINE_string("work_dir", "", "Where the synthetic shards go (default: a temp dir).")
+flags.DEFINE_string("output", "", "Also write the JSON here.")
+flags.DEFINE_string("worker_data_dir", "", "Internal: run one timing on this data dir.")
+flags.DEFINE_string("worker_threads", "all", "Internal.")
+flags.DEFINE_string("worker_stage", "full", "Internal.")
+
+FLAGS = flags.FLAGS
+
+
+def make_shards(out_dir, width, height, videos, frames, seed=0):
+  """Writes `videos` synthetic videos of `frames` JPEG frames at width x height, 4 shards."""
+  import numpy as np
+  import tensorflow as tf
+  from ctp_tf.data import shards
+
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+  records, total = [], 0
+  for v in range(videos):
+    # A texture twice the frame size, smooth at several scales, panned by a slow camera.
+    tex = sum(tf.image.resize(rng.uniform(0, 255, (2 * height // s, 2 * width // s, 3)),
+                              (2 * height, 2 * width)).numpy() * w
+              for s, w in ((40, 0.5), (10, 0.3), (3, 0.2)))
+    pan = rng.uniform(-1.5, 1.5, 2)
+    blobs = [(rng.uniform(0, height), rng.uniform(0, width), rng.uniform(8, 50) * height / 240,
+              rng.uniform(-80, 80, 3), rng.uniform(-3, 3, 2)) for _ in range(6)]
+    jpegs = []
+    for t in range(frames):
+      oy = int(np.clip(height / 2 + pan[0] * t, 0, height))
+      ox = int(np.clip(width / 2 + pan[1] * t, 0, width))
+      img = tex[oy:oy + height, ox:ox + width] + rng.normal(0, 3, (height, width, 3))
+      for cy, cx, r, col, (vy, vx) in blobs:
+        inside = ((yy - cy - vy * t) ** 2 + (xx - cx - vx * t) ** 2) < r * r
+        img = img + inside[..., None] * col
+      jpegs.append(tf.io.encode_jpeg(np.clip(img, 0, 255).astype(np.uint8), quality=90).numpy())
+    total += sum(len(j) for j in jpegs)
+    records.append(shards.make_sequence_example(
+        jpegs, media_id=f"synthetic_{v}", label_index=v % 10, label_string=f"c{v % 10}",
+        height=height, width=width, frame_rate=25.0, index=v).SerializeToString())
+  n = 4
+  for s in range(n):
+    shards.write_tfrecord_atomic(os.path.join(out_dir, shards.shard_name("train", s, n)),
+                                 records[s::n])
+  return total / (videos * frames)
+
+
+def _dataset(data_dir, config, stage, options):
+  """The pretraining pipeline, complete or cut after a stage."""
+  import tensorflow as tf
+  from ctp_tf.data import augment, pretrain_input, reader, sampling
+  from ctp_tf.data.synthesis import synthesize_trajectories
+
+  if stage == "full":
+    return pretrain_input.pretrain_dataset(data_dir, config, batch_size=FLAGS.batch_size,
+                                           seed=0, options=options)
+  data = config.data
+
+  def decode(video, seed):
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    idx = sampling.train_indices(video["num_frames"], seeds[0], data.clip_len, data.strides,
+                                 temporal_jitter=data.temporal_jitter)
+    shape = tf.io.extract_jpeg_shape(video["frames"][0])
+    clip = augment.decode_scale_crop(video["frames"], idx, seeds[1], height=shape[0],
+                                     width=shape[1], short_sides=data.short_sides,
+                                     crop_size=data.crop_size,
+                                     reduced_decode=data.get("reduced_decode", False))
+    clip = augment.random_flip(clip, seeds[2], data.flip_prob)
+    if stage == "synthesis":
+      return synthesize_trajectories(clip, seeds[3], config.synthesis)
+    return {"clip": clip}
+
+  if stage == "synthesis_only":
+    # Real decoded clips cached in memory, then only the synthesis is timed.
+    clips = _dataset(data_dir, config, "decode", options).unbatch().map(lambda d: d["clip"])
+    clips = clips.take(64).cache().repeat()
+    ds = tf.data.Dataset.zip(clips, pretrain_input.example_seeds(0, 0))
+    ds = ds.map(lambda c, s: synthesize_trajectories(c, s, config.synthesis),
+                num_parallel_calls=tf.data.AUTOTUNE)
+  else:
+    videos = reader.read_videos(data_dir, "train", shuffle=True, seed=0, repeat=True)
+    ds = tf.data.Dataset.zip(videos, pretrain_input.example_seeds(0, 0))
+    ds = ds.map(tf.autograph.experimental.do_not_convert(decode),
+                num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(FLAGS.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return ds.with_options(options) if options is not None else ds
+
+
+def run_worker(data_dir, threads, stage):
+  """Times one setting in this process; returns a result dict."""
+  if threads == "1":
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+  import resource
+  import tensorflow as tf
+  from ctp_tf import defaults
+
+  options = None
+  if threads == "1":
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+  config = defaults.pretrain_config()
+  config.data.reduced_decode = FLAGS.reduced_decode
+  it = iter(_dataset(data_dir, config, stage, options))
+  for _ in range(FLAGS.warmup):
+    next(it)
+  wall, cpu = time.perf_counter(), time.process_time()
+  for _ in range(FLAGS.batches):
+    batch = next(it)
+  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  assert batch["clip"].shape[1:] == (16, 112, 112, 3), batch["clip"].shape
+  clips = FLAGS.batches * FLAGS.batch_size
+  return {"clips_per_s": round(clips / wall, 1), "clips_per_cpu_s": round(clips / cpu, 1),
+          "cpu_ms_per_clip": round(1000 * cpu / clips, 2), "cpus_used": round(cpu / wall, 2),
+          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+          "cores": 1 if threads == "1" else len(os.sched_getaffinity(0))}
+
+
+def main(argv):
+  del argv
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+  if FLAGS.worker_data_dir:
+    print("RESULT " + json.dumps(run_worker(FLAGS.worker_data_dir, FLAGS.worker_threads,
+                                            FLAGS.worker_stage)))
+    return
+  work = FLAGS.work_dir or tempfile.mkdtemp(prefix="ctp_pretrain_bench_")
+  results = {"pipeline": "pretrain_dataset", "batch_size": FLAGS.batch_size,
+             "videos": FLAGS.videos, "frames": FLAGS.frames,
+             "reduced_decode": FLAGS.reduced_decode, "baseline_pytorch_1core_320x240": 99.0,
+             "load_average_before": os.getloadavg(), "runs": []}
+  settings = [(t, "full") for t in FLAGS.threads] + [("1", s) for s in FLAGS.stages
+                                                     if s != "full"]
+  for stored in FLAGS.stored:
+    w, h = (int(v) for v in stored.split("x"))
+    data_dir = os.path.join(work, stored)
+    bytes_per_frame = None
+    if not os.path.exists(os.path.join(data_dir, "train-00003-of-00004.tfrecord")):
+      os.makedirs(data_dir, exist_ok=True)
+      t = time.time()
+      bytes_per_frame = make_shards(data_dir, w, h, FLAGS.videos, FLAGS.frames)
+      print(f"made {stored} shards in {time.time() - t:.0f}s", file=sys.stderr)
+    for threads, stage in settings:
+      cmd = [sys.executable, os.path.abspath(__file__), f"--worker_data_dir={data_dir}",
+             f"--worker_threads={threads}", f"--worker_stage={stage}",
+             f"--batch_size={FLAGS.batch_size}", f"--batches={FLAGS.batches}",
+             f"--warmup={FLAGS.warmup}", f"--reduced_decode={FLAGS.reduced_decode}"]
+      out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+      line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+      if not line:
+        raise RuntimeError(f"worker failed ({stored}, {threads}, {stage}):\n{out.stderr[-3000:]}")
+      run = {"stored": stored, "threads": threads, "stage": stage,
+             **json.loads(line[0][len("RESULT "):])}
+      if bytes_per_frame:
+        run["stored_bytes_per_frame"] = round(bytes_per_frame)
+      results["runs"].append(run)
+      print(json.dumps(run), file=sys.stderr)
+  results["load_average_after"] = os.getloadavg()
+  text = json.dumps(results, indent=2)
+  print(text)
+  if FLAGS.output:
+    with open(FLAGS.output, "w") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
