@@ -1,10 +1,15 @@
 """Decode-after-sampling spatial augmentation: scale + random crop, centre crop, flip.
 
-JPEG decoding dominates the cost of the input pipeline, so the crop is chosen *before* decoding:
-the crop window in the rescaled frame is mapped back to source pixels and only that window of
-only the sampled frames is decoded (`tf.io.decode_and_crop_jpeg`), then resampled to the crop
-size. The result equals "decode the full frame, resize it (bilinear, half-pixel centres, no
-antialiasing: `tf.image.resize` / OpenCV `INTER_LINEAR` semantics), crop" up to float rounding.
+Only the sampled frames are decoded (JPEG decoding dominates the input pipeline's cost). The
+result is exactly "decode the frame, resize it (bilinear, half-pixel centres, no antialiasing:
+`tf.image.resize` / OpenCV `INTER_LINEAR` semantics), crop". Measured on 2 shared vCPUs
+(benchmarks/input_pipeline.py, docs in the report): decoding only the crop window
+(`decode_and_crop_jpeg`) saved nothing for windows over half the frame (entropy decoding of
+the whole file dominates), and bilinear sampling of just the crop with `crop_and_resize`
+cost more than `ResizeBilinear` of the whole frame on uint8, so the frame is decoded whole,
+resized whole and sliced. Two cheap paths remain: no resize at all when the frame is already
+at the target size (crop-window decode), and optional decoding at 1/2 or 1/4 resolution
+(`reduced_decode`), which skips most of the inverse DCT.
 
 All functions take and return uint8, have static output shapes and use stateless randomness
 (`seed`: int32 [2]), so the same seed gives the same clip.
@@ -48,54 +53,21 @@ def _scaled_size(seed, height, width, short_sides, sizes):
   return sh, sw
 
 
-def _axis_window(out_start, out_len, scale, src_size):
-  """Source window and sample positions along one axis for output pixels out_start...
-
-  Output pixel i of the rescaled frame samples source coordinate (i + 0.5) * scale - 0.5
-  (tf.image.resize's half-pixel rule). Returns the window [lo, lo + size) holding every
-  bilinear tap (plus a margin, clamped to the image) and the first sample's coordinate
-  relative to lo; later samples follow at steps of `scale`.
-  """
-  first = (tf.cast(out_start, tf.float32) + 0.5) * scale - 0.5
-  last = first + float(out_len - 1) * scale
-  lo = tf.maximum(tf.cast(tf.floor(first), tf.int32) - _MARGIN, 0)
-  hi = tf.minimum(tf.cast(tf.floor(last), tf.int32) + 2 + _MARGIN, src_size)
-  return lo, hi - lo, first - tf.cast(lo, tf.float32)
-
-
-def _decode_windows(jpegs, y, x, h, w, ratio):
-  """Decodes the same window of every JPEG in `jpegs` ([N] strings) -> uint8 [N, h, w, 3]."""
-  window = tf.stack([y, x, h, w])
-  out = tf.map_fn(
-      lambda j: tf.io.decode_and_crop_jpeg(j, window, channels=3, ratio=ratio),
+def _decode_frames(jpegs, ratio):
+  """Decodes every JPEG in `jpegs` ([N] strings) at 1/ratio scale -> uint8 [N, h, w, 3]."""
+  return tf.map_fn(
+      lambda j: tf.io.decode_jpeg(j, channels=3, ratio=ratio),
       jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
       parallel_iterations=16)
-  return out
 
 
-def _bilinear_crop(window, first_y, step_y, first_x, step_x, crop_h, crop_w, pad, flip):
-  """Bilinear samples of uint8 [N, h, w, 3] on a regular grid -> float32 [N, crop_h, crop_w, 3].
-
-  `crop_and_resize` takes uint8 directly and samples any affine grid, which makes it several
-  times cheaper than gathers plus float casts. It extrapolates outside the image instead of
-  clamping like tf.image.resize; `pad` replicates the border pixels first, for grids that reach
-  up to half a pixel past the image (upscaling). `flip` (bool tensor) mirrors the grid
-  left-right, which flips the output for free.
-  """
-  if pad:
-    window = tf.pad(window, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    first_y += 1.0
-    first_x += 1.0
-  shape = tf.shape(window)
-  hm1 = tf.cast(tf.maximum(shape[1] - 1, 1), tf.float32)
-  wm1 = tf.cast(tf.maximum(shape[2] - 1, 1), tf.float32)
-  left = first_x / wm1
-  right = (first_x + float(crop_w - 1) * step_x) / wm1
-  box = tf.stack([first_y / hm1, tf.where(flip, right, left),
-                  (first_y + float(crop_h - 1) * step_y) / hm1, tf.where(flip, left, right)])
-  n = shape[0]
-  return tf.image.crop_and_resize(window, tf.tile(box[None], [n, 1]), tf.range(n),
-                                  [crop_h, crop_w], method="bilinear")
+def _decode_windows(jpegs, y, x, h, w):
+  """Decodes the same window of every JPEG in `jpegs` ([N] strings) -> uint8 [N, h, w, 3]."""
+  window = tf.stack([y, x, h, w])
+  return tf.map_fn(
+      lambda j: tf.io.decode_and_crop_jpeg(j, window, channels=3),
+      jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+      parallel_iterations=16)
 
 
 def _to_uint8(x):
@@ -104,41 +76,45 @@ def _to_uint8(x):
 
 
 def _decode_rescaled_crop(jpegs, height, width, scaled_h, scaled_w, y_off, x_off, crop_h, crop_w,
-                          reduced_decode, flip=False):
+                          reduced_decode):
   """Decodes crop [y_off:+crop_h, x_off:+crop_w] of the frames rescaled to scaled_h x scaled_w.
 
   With `reduced_decode` (True = 2.0, or a float threshold t), frames shrunk by t or more are
   decoded at 1/2 resolution (1/4 from 2t) by libjpeg's DCT scaling, which skips most of the
   inverse DCT work; the bilinear step then starts from that smaller image (a box-filtered
   version of the source: smoother than plain bilinear, and upsampled slightly when t < 2).
+  Returns uint8 [N, crop_h, crop_w, 3].
   """
-  flip = tf.convert_to_tensor(flip, tf.bool)
   height = tf.cast(height, tf.int32)
   width = tf.cast(width, tf.int32)
+  scaled_h = tf.cast(scaled_h, tf.int32)
+  scaled_w = tf.cast(scaled_w, tf.int32)
 
-  def branch(ratio):
+  def crop_only():
+    # Already at the target size: decode just the crop window (plus margin), no resampling.
+    y0 = tf.maximum(y_off - _MARGIN, 0)
+    x0 = tf.maximum(x_off - _MARGIN, 0)
+    y1 = tf.minimum(y_off + crop_h + _MARGIN, height)
+    x1 = tf.minimum(x_off + crop_w + _MARGIN, width)
+    window = _decode_windows(jpegs, y0, x0, y1 - y0, x1 - x0)
+    return window[:, y_off - y0:y_off - y0 + crop_h, x_off - x0:x_off - x0 + crop_w]
+
+  def resized(ratio):
     def fn():
-      # libjpeg's scaled output size is ceil(size / ratio).
-      src_h = (height + ratio - 1) // ratio
-      src_w = (width + ratio - 1) // ratio
-      sy = tf.cast(src_h, tf.float32) / tf.cast(scaled_h, tf.float32)
-      sx = tf.cast(src_w, tf.float32) / tf.cast(scaled_w, tf.float32)
-      ylo, yn, fy = _axis_window(y_off, crop_h, sy, src_h)
-      xlo, xn, fx = _axis_window(x_off, crop_w, sx, src_w)
-      window = _decode_windows(jpegs, ylo, xlo, yn, xn, ratio)
-      return tf.cond(
-          tf.logical_or(sy < 1.0, sx < 1.0),
-          lambda: _bilinear_crop(window, fy, sy, fx, sx, crop_h, crop_w, pad=True, flip=flip),
-          lambda: _bilinear_crop(window, fy, sy, fx, sx, crop_h, crop_w, pad=False, flip=flip))
+      frames = _decode_frames(jpegs, ratio)
+      # ResizeBilinear reads uint8 directly; only the crop is converted back.
+      big = tf.image.resize(frames, tf.stack([scaled_h, scaled_w]), method="bilinear")
+      return _to_uint8(big[:, y_off:y_off + crop_h, x_off:x_off + crop_w])
     return fn
 
-  if not reduced_decode:
-    return branch(1)()
-  threshold = 2.0 if reduced_decode is True else float(reduced_decode)
-  shrink = tf.minimum(tf.cast(height, tf.float32) / tf.cast(scaled_h, tf.float32),
-                      tf.cast(width, tf.float32) / tf.cast(scaled_w, tf.float32))
-  return tf.case([(shrink >= 2.0 * threshold, branch(4)), (shrink >= threshold, branch(2))],
-                 default=branch(1))
+  same = tf.logical_and(tf.equal(scaled_h, height), tf.equal(scaled_w, width))
+  branches = [(same, crop_only)]
+  if reduced_decode:
+    threshold = 2.0 if reduced_decode is True else float(reduced_decode)
+    shrink = tf.minimum(tf.cast(height, tf.float32) / tf.cast(scaled_h, tf.float32),
+                        tf.cast(width, tf.float32) / tf.cast(scaled_w, tf.float32))
+    branches += [(shrink >= 2.0 * threshold, resized(4)), (shrink >= threshold, resized(2))]
+  return tf.case(branches, default=resized(1), exclusive=False)
 
 
 def scale_crop_params(seed, *, height, width, short_sides=None, sizes=None, crop_size):
@@ -182,8 +158,8 @@ def decode_scale_crop(frames, indices, seed, *, height, width, short_sides=None,
     reduced_decode: False (exact), True, or a shrink threshold t: decode at 1/2 resolution
       when the frame shrinks by >= t (True: t = 2, where the result is close to exact; t ~ 1.6
       makes short sides 128 from 240 use it too, at the cost of slightly softer frames).
-    flip_prob: also flip the clip left-right with this probability, at no cost (the sampling
-      grid is mirrored). Equivalent to `random_flip` after the crop, with its own seed stream.
+    flip_prob: also flip the clip left-right with this probability (same as `random_flip`
+      after the crop, with a seed derived from `seed`).
 
   Returns:
     uint8 [T, crop_size, crop_size, 3] (T static when `indices` has a static length).
@@ -192,11 +168,13 @@ def decode_scale_crop(frames, indices, seed, *, height, width, short_sides=None,
                                            short_sides=short_sides, sizes=sizes,
                                            crop_size=crop_size)
   jpegs = tf.gather(frames, indices)
-  flip = tf.random.stateless_uniform(
-      [], tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int32), 1)) < flip_prob
   clip = _decode_rescaled_crop(jpegs, height, width, sh, sw, y_off, x_off, crop_size, crop_size,
-                               reduced_decode, flip)
-  return tf.ensure_shape(_to_uint8(clip), [indices.shape[0], crop_size, crop_size, 3])
+                               reduced_decode)
+  clip = tf.ensure_shape(clip, [indices.shape[0], crop_size, crop_size, 3])
+  if flip_prob:
+    clip = random_flip(clip, tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int32), 1),
+                       flip_prob)
+  return clip
 
 
 def decode_center(frames, indices, *, resize=(171, 128), crop_size=112, height=None, width=None):
@@ -227,7 +205,7 @@ def decode_center(frames, indices, *, resize=(171, 128), crop_size=112, height=N
   clip = _decode_rescaled_crop(tf.gather(frames, unique), height, width, rh, rw,
                                (rh - crop_size) // 2, (rw - crop_size) // 2, crop_size, crop_size,
                                reduced_decode=False)
-  clip = tf.gather(_to_uint8(clip), position)
+  clip = tf.gather(clip, position)
   return tf.reshape(clip, indices.shape.as_list() + [crop_size, crop_size, 3])
 
 
