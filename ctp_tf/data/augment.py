@@ -2,8 +2,8 @@
 
 Only the sampled frames are decoded (JPEG decoding dominates the input pipeline's cost). The
 result is exactly "decode the frame, resize it (bilinear, half-pixel centres, no antialiasing:
-`tf.image.resize` / OpenCV `INTER_LINEAR` semantics), crop". Measured on 2 shared vCPUs
-(benchmarks/input_pipeline.py, docs in the report): decoding only the crop window
+`tf.image.resize` / OpenCV `INTER_LINEAR` semantics), crop". Measured per clip of 16 frames
+at 320x240 and 171x128 on a shared 2-vCPU machine: decoding only the crop window
 (`decode_and_crop_jpeg`) saved nothing for windows over half the frame (entropy decoding of
 the whole file dominates), and bilinear sampling of just the crop with `crop_and_resize`
 cost more than `ResizeBilinear` of the whole frame on uint8, so the frame is decoded whole,
@@ -140,7 +140,8 @@ def decode_scale_crop(frames, indices, seed, *, height, width, short_sides=None,
 
   The frame is (virtually) rescaled so its short side is one of `short_sides` (aspect kept;
   pretraining) or to one of `sizes` = (w, h) pairs (finetuning), then a `crop_size` square at a
-  uniform position is cut out. Only that window of only the frames in `indices` is decoded.
+  uniform position is cut out. Only the frames in `indices` are decoded (and only the crop
+  window of them when the frame needs no resizing).
 
   Example:
   >>> clip = decode_scale_crop(video["frames"], train_indices(video["num_frames"], seed, 16, [2]),
