@@ -21,8 +21,12 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Toy sizes for `--tiny`: the same stages, a model and data small enough for the test suite.
-TINY_DATA_ARGS = ("--train_per_class=3", "--test_per_class=2", "--width=48", "--height=40",
-                  "--min_frames=12", "--max_frames=16")
+TINY_DATA = dict(train_per_class=3, test_per_class=2, width=48, height=40, min_frames=12,
+                 max_frames=16)
+
+
+STAGES = ("pretrain", "random_encoder", "retrieval_ctp", "retrieval_random", "finetune_scratch",
+          "evaluate_scratch", "finetune_ctp", "evaluate_ctp")
 
 
 def _load_config(name):
@@ -216,7 +220,7 @@ def plot_pretrain_curves(workdirs, out):
 def plot_trajectory_examples(data_dir, config, out_png, out_gif, seed):
   from ctp_tf import plots
   return plots.render_pretrain_examples(data_dir, config, out_png, gif_path=out_gif,
-                                        num_clips=3, seed=seed)
+                                        num_clips=3, seed=seed)["png"]
 
 
 def gradcam_example(workdir, data_dir, config, out_png, out_gif):
@@ -238,13 +242,13 @@ def gradcam_example(workdir, data_dir, config, out_png, out_gif):
 
 # ------------------------------------------------------------------------------------- report
 
-def _stat(values):
+def _stat(values, digits=3):
   values = [v for v in values if v is not None]
   if not values:
     return "n/a"
   if len(values) == 1:
-    return f"{values[0]:.3f}"
-  return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+    return f"{values[0]:.{digits}f}"
+  return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def summary_table(rows):
@@ -263,14 +267,12 @@ def summary_table(rows):
                  f"{_stat(g('finetune_ctp', k))} | {_stat(g('finetune_scratch', k))} | {n} |")
   lines.append(f"| pretext IoU, frames 1..T-1 (baseline: static guess) | "
                f"{_stat(g('pretext_iou'))} | {_stat(g('pretext_iou_static'))} | {n} |")
-  stages = sorted({s for r in rows for s in r["seconds"]},
-                  key=lambda s: min(list(r["seconds"]).index(s) for r in rows
-                                    if s in r["seconds"]))
+  stages = [s for s in STAGES if any(s in r["seconds"] for r in rows)]
   lines.append("")
   lines.append("| stage | wall time (s) |")
   lines.append("| --- | --- |")
   for s in stages:
-    lines.append(f"| {s} | {_stat(g('seconds', s)).replace('.000', '')} |")
+    lines.append(f"| {s} | {_stat(g('seconds', s), digits=0)} |")
   return "\n".join(lines)
 
 
@@ -336,7 +338,7 @@ def run_demo(out_dir="runs/demo", *, seeds=(0,), tiny=False, data_dir=None):
     print("[demo] demo data (made and converted on first use) ...", flush=True)
     if tiny:
       data_dir = demo_assets.ensure_demo_data(os.path.join(out_dir, "data"),
-                                              extra_make_args=TINY_DATA_ARGS)
+                                              **TINY_DATA)
     else:
       data_dir = demo_assets.ensure_demo_data()
     print(f"[demo] demo data: {data_dir} ({time.time() - t0:.0f} s)", flush=True)

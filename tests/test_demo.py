@@ -1,0 +1,76 @@
+"""scripts/demo.py --tiny: every stage at toy size; the report's numbers come from the runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("demo"))
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), "--tiny",
+                         f"--out_dir={out}"], capture_output=True, text=True, env=env,
+                        timeout=900)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return out, proc.stdout
+
+
+def _load(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def test_report_and_figures_written(tiny_demo):
+  out, stdout = tiny_demo
+  report = open(os.path.join(out, "report.md")).read()
+  assert "| retrieval top1" in report and "| finetune top1" in report
+  for name in ("trajectories.png", "trajectories.gif", "pretrain_curves.png",
+               "finetune_curves.png", "gradcam.png"):
+    path = os.path.join(out, "figures", name)
+    assert os.path.getsize(path) > 1000, name
+    if name.endswith(".png"):
+      assert f"(figures/{name})" in report, name
+  assert "| metric | CtP | baseline |" in stdout      # the table is printed at the end
+
+
+def test_table_numbers_come_from_the_runs(tiny_demo):
+  out, _ = tiny_demo
+  seed_dir = os.path.join(out, "seed0")
+  row = _load(os.path.join(out, "results.json"))[0]
+  # Each number in the results is the one the stage wrote, not a constant.
+  for key, stage in (("retrieval_ctp", "retrieval_ctp"), ("retrieval_random", "retrieval_random"),
+                     ("finetune_scratch", "evaluate_scratch"), ("finetune_ctp", "evaluate_ctp")):
+    stage_result = _load(os.path.join(seed_dir, f"{stage}.json"))
+    for k, v in row[key].items():
+      assert v == stage_result[k], (key, k)
+  # The evaluation numbers are what the finetuned model's own eval wrote, a fraction of videos.
+  ev = _load(os.path.join(seed_dir, "evaluate_ctp.json"))
+  n = ev["num_videos"]
+  assert n > 0 and abs(ev["top1"] * n - round(ev["top1"] * n)) < 1e-6
+  pre = _load(os.path.join(seed_dir, "pretrain_result.json"))
+  assert row["pretext_iou"] == pre["iou"] and 0 <= pre["iou"] <= 1
+  report = open(os.path.join(out, "report.md")).read()
+  assert f"| {row['finetune_ctp']['top1']:.3f} | {row['finetune_scratch']['top1']:.3f} |" \
+      in report
+  assert f"| {row['retrieval_ctp']['top5']:.3f} | {row['retrieval_random']['top5']:.3f} |" \
+      in report
+
+
+def test_rerun_skips_finished_stages(tiny_demo):
+  out, _ = tiny_demo
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+  before = _load(os.path.join(out, "results.json"))
+  # Figures are remade; every stage is skipped, so the numbers stay those of the first run.
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), "--tiny",
+                         f"--out_dir={out}"], capture_output=True, text=True, env=env,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.count("skipped") == 8
+  after = _load(os.path.join(out, "results.json"))
+  assert [r["finetune_ctp"] for r in after] == [r["finetune_ctp"] for r in before]
