@@ -1,3 +1,12 @@
-"""Video data: shards, readers, samplers, augmentation and CtP trajectory synthesis (tf.data / TF ops)."""
+"""Video data: shards, readers, samplers, augmentation and CtP trajectory synthesis (tf.data / TF ops).
 
-from ctp_tf.data.synthesis import synthesize_trajectories  # noqa: F401
+`synthesize_trajectories` is imported on first use, so the converters and the demo-data
+generator (which need PyAV, not the TF graph code) start without importing TensorFlow.
+"""
+
+
+def __getattr__(name):
+  if name == "synthesize_trajectories":
+    from ctp_tf.data.synthesis import synthesize_trajectories
+    return synthesize_trajectories
+  raise AttributeError(f"module 'ctp_tf.data' has no attribute {name!r}")
