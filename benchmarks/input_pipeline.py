@@ -10,8 +10,8 @@ Besides wall-clock clips/s it reports clips per CPU-second (process CPU time), w
 dedicated core would deliver and is less sensitive to other load on a shared machine.
 
   python benchmarks/input_pipeline.py --output=/tmp/input_pipeline.json
-  python benchmarks/input_pipeline.py --reduced_decode   # 1/2-resolution JPEG decoding when
-                                                          # the frame shrinks by >= 2x
+  python benchmarks/input_pipeline.py --reduced_decode=1.6   # 1/2-resolution JPEG decoding
+                                                              # when the frame shrinks >= 1.6x
 """
 
 import json
@@ -35,7 +35,8 @@ flags.DEFINE_integer("batches", 12, "Timed batches per setting (after warm-up)."
 flags.DEFINE_integer("warmup", 3, "Untimed batches first.")
 flags.DEFINE_list("stored", ["320x240", "171x128"], "Stored frame sizes WxH.")
 flags.DEFINE_list("threads", ["1", "all"], "Core settings: 1 and/or all.")
-flags.DEFINE_bool("reduced_decode", False, "config.reduced_decode for the pipeline.")
+flags.DEFINE_string("reduced_decode", "false",
+                    "config.reduced_decode: false, true (= 2.0) or a shrink threshold like 1.6.")
 flags.DEFINE_string("work_dir", "", "Where the synthetic shards go (default: a temp dir).")
 flags.DEFINE_string("output", "", "Also write the JSON here.")
 # Internal: one timing run in this (sub)process.
@@ -76,6 +77,12 @@ def make_shards(out_dir, width, height, videos, frames, seed=0):
   return sum(len(r) for r in records) / (videos * frames)
 
 
+def _reduced_decode():
+  value = FLAGS.reduced_decode.lower()
+  named = {"false": False, "0": False, "true": True}
+  return named[value] if value in named else float(value)
+
+
 def run_worker(data_dir, threads):
   """Times the pipeline in this process; returns a result dict."""
   if threads == "1":
@@ -93,7 +100,7 @@ def run_worker(data_dir, threads):
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
   config = defaults.finetune_data_config()
-  config.reduced_decode = FLAGS.reduced_decode
+  config.reduced_decode = _reduced_decode()
   ds = finetune_input.finetune_dataset(data_dir, config, batch_size=FLAGS.batch_size, seed=0,
                                        options=options)
   it = iter(ds)
@@ -119,7 +126,7 @@ def main(argv):
     return
   work = FLAGS.work_dir or tempfile.mkdtemp(prefix="ctp_input_bench_")
   results = {"batch_size": FLAGS.batch_size, "videos": FLAGS.videos, "frames": FLAGS.frames,
-             "reduced_decode": FLAGS.reduced_decode, "pipeline": "finetune_dataset",
+             "reduced_decode": _reduced_decode(), "pipeline": "finetune_dataset",
              "load_average_before": os.getloadavg(), "runs": []}
   for stored in FLAGS.stored:
     w, h = (int(v) for v in stored.split("x"))
