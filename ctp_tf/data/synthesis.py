@@ -8,13 +8,16 @@ How it stays fast and tf.data friendly:
 - All random numbers of a clip come from ONE `stateless_uniform` call of shape `[B, N, D]`
   that is then sliced into fields; categorical and integer draws are derived from uniforms.
   Few ops means little per-clip dispatch overhead inside a tf.data map.
-- Everything is vectorised over a batch of clips B, trajectories N and frames T. The only
-  trace-time Python loop runs over the (at most `len(inner_keyframe_probs) + 1`) key-frame
-  slots of the location random walk, whose clipping is inherently sequential.
-- The patch of each (trajectory, frame) is rendered in a small window the size of the largest
-  box (not the whole frame) with ONE `tf.image.crop_and_resize` call, from an edge-replicated
-  copy of the source frame so that the bilinear resize clamps at the patch border exactly like
-  OpenCV's / `tf.image.resize`'s half-pixel bilinear resize of the cropped patch.
+- Everything is vectorised over a batch of clips B, trajectories N and frames T. Trace-time
+  Python loops run only over the (at most `len(inner_keyframe_probs) + 1`) key-frame slots of
+  the location random walk, whose clipping is inherently sequential, and over the N (static,
+  default 3) trajectories to give each its own patch-window size.
+- The patch of each trajectory in every frame is rendered in a small window the size of that
+  trajectory's largest box (not the whole frame) with one `tf.image.crop_and_resize` call per
+  trajectory (all frames at once), from an edge-replicated copy of the source frame so that the
+  bilinear resize clamps at the patch border exactly like OpenCV's / `tf.image.resize`'s
+  half-pixel bilinear resize of the cropped patch. Per-trajectory windows halve the pixels
+  touched compared with one window the size of the largest box of all (measured 26% faster).
 - Windows are composited back with scatter-adds: the "over" operator in paste order is
   `clip * prod(1 - a) + sum_n p_n a_n prod_{m pasted after n}(1 - a_m)`, a sum, so it needs no
   loop over trajectories.
@@ -295,52 +298,51 @@ def _paste(clips, traj, config):
   src = tf.gather(src, cols, axis=3, batch_dims=2)                        # [B, N, H+2, W+2, 3]
   src = tf.reshape(src, [-1, height + 2, width + 2, 3])
 
-  # Render each (trajectory, frame) patch in a window the size of the largest box. Window
-  # pixel (v, u) is frame pixel (y1 + v, x1 + u); its half-pixel source coordinate is
-  # (v + 0.5) * sh / bh - 0.5 inside the source patch (+1 for the margin).
-  win_h = tf.maximum(tf.cast(tf.reduce_max(bh), tf.int32), 2)
-  win_w = tf.maximum(tf.cast(tf.reduce_max(bw), tf.int32), 2)
-  ay = sh[..., None] / bh                                                  # [B, N, T]
-  ax = sw[..., None] / bw
-  by = 0.5 * ay - 0.5 + sy1[..., None] + 1.0
-  bx = 0.5 * ax - 0.5 + sx1[..., None] + 1.0
-  hf, wf = tf.cast(win_h - 1, tf.float32), tf.cast(win_w - 1, tf.float32)
-  crop_boxes = tf.stack([by / (height + 1.0), bx / (width + 1.0),
-                         (by + ay * hf) / (height + 1.0), (bx + ax * wf) / (width + 1.0)], -1)
-  box_index = tf.repeat(tf.range(b * n), t_len)
-  patches = tf.image.crop_and_resize(src, tf.reshape(crop_boxes, [-1, 4]), box_index,
-                                     tf.stack([win_h, win_w]))            # [B*N*T, wh, ww, 3]
-
-  # Alpha of every window pixel: shape mask, soft edge, opacity, visibility, inside the box.
-  v = tf.range(tf.cast(win_h, tf.float32)) + 0.5
-  uu = tf.range(tf.cast(win_w, tf.float32)) + 0.5
-  dy = tf.abs(v / bh[..., None] - 0.5)                                     # [B, N, T, wh]
-  dx = tf.abs(uu / bw[..., None] - 0.5)                                    # [B, N, T, ww]
-  inside = tf.cast(dy < 0.5, tf.float32)[..., :, None] * tf.cast(dx < 0.5, tf.float32)[..., None, :]
-  dy, dx = dy[..., :, None], dx[..., None, :]
-  mask5 = mask[..., None, None, None]
-  dist = tf.where(tf.equal(mask5, _MASK_RECT), tf.maximum(dx, dy),
-                  tf.where(tf.equal(mask5, _MASK_ELLIPSE), tf.sqrt(dx * dx + dy * dy), dx + dy))
-  shape_alpha = tf.where(tf.equal(mask5, _MASK_RECT) | (dist < 0.5), 1.0, 0.0)
-  edge = tf.clip_by_value((0.5 - dist) / (0.5 - d0[..., None, None, None]), 0.0, 1.0)
-  shape_alpha *= tf.where(soft[..., None, None, None], edge, 1.0)
-  alpha = inside * shape_alpha * vis_alpha[..., None, None]               # [B, N, T, wh, ww]
-
-  # Flat frame-pixel index of each window pixel (pixels beyond the frame have alpha 0 and are
-  # clamped onto the border; adding zeros there is harmless).
-  yy = tf.minimum(tf.cast(y1[..., None], tf.int32) + tf.range(win_h), height - 1)
-  xx = tf.minimum(tf.cast(x1[..., None], tf.int32) + tf.range(win_w), width - 1)
-  bt = (tf.range(b)[:, None, None] * t_len + tf.range(t_len)[None, None, :])   # [B, 1, T]
-  pix = ((bt[..., None, None] * height + yy[..., :, None]) * width + xx[..., None, :])
+  # Render each (trajectory, frame) patch in a window the size of that trajectory's largest
+  # box (one crop_and_resize per trajectory: a shared window would be as large as the largest
+  # box of all and cost about twice the pixels). Window pixel (v, u) is frame pixel
+  # (y1 + v, x1 + u); its half-pixel source coordinate is (v + 0.5) * sh / bh - 0.5 inside the
+  # source patch (+1 for the margin).
   num_pix = b * t_len * height * width
-  layer = tf.range(n)[None, :, None, None, None]
-  layer_pix = layer * num_pix + pix                                        # [B, N, T, wh, ww]
+  bt = tf.range(b)[:, None] * t_len + tf.range(t_len)[None, :]            # [B, T]
+  all_patches, all_alpha, all_pix, all_layer_pix = [], [], [], []
+  for k in range(n):
+    k_bh, k_bw, k_y1, k_x1 = bh[:, k], bw[:, k], y1[:, k], x1[:, k]      # [B, T]
+    win_h = tf.maximum(tf.cast(tf.reduce_max(k_bh), tf.int32), 2)
+    win_w = tf.maximum(tf.cast(tf.reduce_max(k_bw), tf.int32), 2)
+    ay = sh[:, k, None] / k_bh
+    ax = sw[:, k, None] / k_bw
+    by = 0.5 * ay - 0.5 + sy1[:, k, None] + 1.0
+    bx = 0.5 * ax - 0.5 + sx1[:, k, None] + 1.0
+    hf, wf = tf.cast(win_h - 1, tf.float32), tf.cast(win_w - 1, tf.float32)
+    crop_boxes = tf.stack([by / (height + 1.0), bx / (width + 1.0),
+                           (by + ay * hf) / (height + 1.0), (bx + ax * wf) / (width + 1.0)], -1)
+    box_index = tf.repeat(tf.range(b) * n + k, t_len)
+    patches = tf.image.crop_and_resize(src, tf.reshape(crop_boxes, [-1, 4]), box_index,
+                                       tf.stack([win_h, win_w]))          # [B*T, wh, ww, 3]
+    v = tf.range(tf.cast(win_h, tf.float32)) + 0.5
+    uu = tf.range(tf.cast(win_w, tf.float32)) + 0.5
+    alpha = _alpha(v / k_bh[..., None] - 0.5, uu / k_bw[..., None] - 0.5, mask[:, k],
+                   soft[:, k], d0[:, k], vis_alpha[:, k])                # [B, T, wh, ww]
+    # Flat frame-pixel index of each window pixel (pixels beyond the frame have alpha 0 and
+    # are clamped onto the border; adding zeros there is harmless).
+    yy = tf.minimum(tf.cast(k_y1[..., None], tf.int32) + tf.range(win_h), height - 1)
+    xx = tf.minimum(tf.cast(k_x1[..., None], tf.int32) + tf.range(win_w), width - 1)
+    pix = tf.reshape((bt[..., None, None] * height + yy[..., :, None]) * width
+                     + xx[..., None, :], [-1])
+    all_patches.append(tf.reshape(patches, [-1, 3]))
+    all_alpha.append(tf.reshape(alpha, [-1]))
+    all_pix.append(pix)
+    all_layer_pix.append(pix + k * num_pix)
+  patches = tf.concat(all_patches, 0)
+  alpha = tf.concat(all_alpha, 0)
+  pix = tf.concat(all_pix, 0)
+  layer_pix = tf.concat(all_layer_pix, 0)
 
   # "Over" compositing in paste order as a sum: transmittance of the layers pasted later.
   # unsorted_segment_sum is several times faster than scatter_nd on CPU for scalar slices, so
   # colour contributions are scattered one channel value at a time.
-  alpha_full = tf.math.unsorted_segment_sum(tf.reshape(alpha, [-1]), tf.reshape(layer_pix, [-1]),
-                                            n * num_pix)
+  alpha_full = tf.math.unsorted_segment_sum(alpha, layer_pix, n * num_pix)
   keep = 1.0 - tf.reshape(alpha_full, [n, num_pix])
   # Product of the later layers' transmittance; an explicit product over the few layers is
   # much faster than tf.math.cumprod along a leading axis on CPU.
@@ -348,19 +350,38 @@ def _paste(clips, traj, config):
   for k in range(n - 1, 0, -1):
     later.append(later[-1] * keep[k])
   background = later[-1] * keep[0]                                        # prod over all layers
-  later = tf.stack(later[::-1], 0)                                        # [N, num_pix]
-  weight = alpha * tf.reshape(tf.gather(tf.reshape(later, [-1]), tf.reshape(layer_pix, [-1])),
-                              tf.shape(alpha))
-  values = tf.reshape(patches, tf.concat([tf.shape(weight), [3]], 0)) * weight[..., None]
-  channel_pix = pix[..., None] * 3 + tf.range(3)
-  contrib = tf.math.unsorted_segment_sum(tf.reshape(values, [-1]), tf.reshape(channel_pix, [-1]),
-                                         num_pix * 3)
+  later = tf.concat(later[::-1], 0)                                       # [N * num_pix]
+  weight = alpha * tf.gather(later, layer_pix)
+  channel_pix = pix[:, None] * 3 + tf.range(3)
+  contrib = tf.math.unsorted_segment_sum(tf.reshape(patches * weight[:, None], [-1]),
+                                         tf.reshape(channel_pix, [-1]), num_pix * 3)
   contrib = tf.reshape(contrib, [num_pix, 3])
   flat = tf.reshape(tf.cast(clips, tf.float32), [num_pix, 3])
   out = flat * background[:, None] + contrib
   # A convex combination of uint8 values: rounding suffices, no clipping needed.
   out = tf.cast(tf.round(out), tf.uint8)
   return tf.reshape(out, tf.shape(clips))
+
+
+def _alpha(ny, nx, mask, soft, d0, vis_alpha):
+  """Alpha of window pixels from their normalised offsets from the box centre.
+
+  Args:
+    ny: `[..., T, wh]`, nx: `[..., T, ww]`: pixel centre / box side - 0.5 (|.| < 0.5 inside).
+    mask, soft, d0: `[...]` per layer; vis_alpha: `[..., T]` opacity (0 where hidden).
+  Returns: `[..., T, wh, ww]`.
+  """
+  dy, dx = tf.abs(ny), tf.abs(nx)
+  inside = (tf.cast(dy < 0.5, tf.float32)[..., :, None]
+            * tf.cast(dx < 0.5, tf.float32)[..., None, :])
+  dy, dx = dy[..., :, None], dx[..., None, :]
+  mask5 = mask[..., None, None, None]
+  dist = tf.where(tf.equal(mask5, _MASK_RECT), tf.maximum(dx, dy),
+                  tf.where(tf.equal(mask5, _MASK_ELLIPSE), tf.sqrt(dx * dx + dy * dy), dx + dy))
+  shape_alpha = tf.where(tf.equal(mask5, _MASK_RECT) | (dist < 0.5), 1.0, 0.0)
+  edge = tf.clip_by_value((0.5 - dist) / (0.5 - d0[..., None, None, None]), 0.0, 1.0)
+  shape_alpha *= tf.where(soft[..., None, None, None], edge, 1.0)
+  return inside * shape_alpha * vis_alpha[..., None, None]
 
 
 def synthesize_batch(clips, randoms, config=None, return_internals=False):
