@@ -62,7 +62,7 @@ class ResNet3DBackbone(keras.Model):
       R(2+1)D: the 3x1x1 conv after the 1x7x7 one). Spatial stride of the stem is 2.
     stem_max_pool: a 1x3x3 max-pool with stride (1, 2, 2) after the stem.
     spatial_strides, temporal_strides: stride of the first block of each of the 4 stages.
-      (1,2,2,2)/(1,2,2,2) is the standard network (total stride 32 x 8); CtP pretraining
+      (1,2,2,2)/(1,2,2,2) is the standard network (total stride 16 x 8); CtP pretraining
       keeps stage 4 at spatial stride 1 (total 16 -> 2 frames, 112 -> 14 pixels).
     bn_epsilon: 1e-3 (CtP) or 1e-5 (torchvision weights).
     synchronized_bn: BatchNorm statistics over all replicas (tf.distribute).
@@ -79,7 +79,7 @@ class ResNet3DBackbone(keras.Model):
   >>> backbone = ResNet3DBackbone("r3d", 18, width_multiplier=0.125)
   >>> y = backbone(np.zeros((1, 8, 32, 32, 3), "uint8"))
   >>> tuple(y.shape), backbone.num_features
-  ((1, 1, 1, 1, 64), 64)
+  ((1, 1, 2, 2, 64), 64)
   """
 
   def __init__(self, block_type="r3d", depth=18, width_multiplier=1.0, stem_temporal_kernel=3,
