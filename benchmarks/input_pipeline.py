@@ -79,7 +79,7 @@ def make_shards(out_dir, width, height, videos, frames, seed=0):
 
 def _reduced_decode():
   value = FLAGS.reduced_decode.lower()
-  named = {"false": False, "0": False, "true": True}
+  named = {"false": 0.0, "true": 2.0}
   return named[value] if value in named else float(value)
 
 

@@ -46,9 +46,9 @@ def pretrain_data_config():
   c.crop_size = 112
   c.flip_prob = 0.5
   c.shuffle_buffer = 256
-  # JPEG decoding at 1/2 resolution when frames shrink by >= this factor (False: always exact;
-  # True = 2.0). See ctp_tf.data.augment.decode_scale_crop.
-  c.reduced_decode = False
+  # JPEG decoding at 1/2 resolution when frames shrink by >= this factor (0.0: off, exact;
+  # 2.0: only where the result is close to exact). See ctp_tf.data.augment.decode_scale_crop.
+  c.reduced_decode = 0.0
   return c
 
 
@@ -134,7 +134,7 @@ def finetune_data_config():
   c.clip_len = 16
   c.stride = 2
   c.temporal_jitter = False        # fixed stride 2 from a random start (REFERENCE.md)
-  c.reduced_decode = False         # see pretrain_data_config
+  c.reduced_decode = 0.0           # see pretrain_data_config
   c.sizes = ((149, 112), (171, 128), (192, 144))   # (w, h) choices before the random crop
   c.crop_size = 112
   c.flip_prob = 0.35
