@@ -1,0 +1,149 @@
+"""from_torch against torchvision golden logits; name/shape errors; the import script."""
+
+import importlib.util
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from ctp_tf.models import build_backbone, from_torch
+from ctp_tf.models.torch_import import to_torch_state_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+
+
+def _make_golden():
+  spec = importlib.util.spec_from_file_location("make_golden",
+                                                os.path.join(ROOT, "tools", "make_golden.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("arch,seed", [("r3d_18", 1), ("r2plus1d_18", 2)])
+def test_torchvision_logits_match_golden(arch, seed):
+  g = np.load(os.path.join(GOLDEN, f"{arch}.npz"))
+  names = [str(n) for n in g["names"]]
+  template = to_torch_state_dict(build_backbone(arch, width_multiplier=0.125), arch)
+  # Shapes of the full-width torchvision model, derived from the names the golden file lists.
+  full = to_torch_state_dict(build_backbone(arch, bn_epsilon=1e-5, r2plus1d_mid_rule="block"),
+                             arch)
+  shapes = {k: v.shape for k, v in full.items()}
+  shapes.update({"fc.weight": (g["logits"].shape[1], 512),
+                 "fc.bias": g["logits"].shape[1:]})
+  assert sorted(shapes) == sorted(names) and set(template) <= set(names)
+  state = _make_golden().seeded_weights(shapes, seed)
+  model = from_torch(state, arch, "torchvision")
+  clip = np.transpose(g["clip"], (0, 2, 3, 4, 1))          # NCTHW -> NTHWC
+  logits = model.predict(clip, verbose=0)
+  rel = np.linalg.norm(logits - g["logits"]) / np.linalg.norm(g["logits"])
+  assert rel < 1e-4, rel
+
+
+@pytest.mark.parametrize("arch", ["r3d_18", "r2plus1d_18"])
+def test_ctp_layout_round_trip_and_skips_head(arch):
+  source = build_backbone(arch, "pretrain", bn_epsilon=1e-3, width_multiplier=1.0)
+  state = to_torch_state_dict(source, arch, layout="ctp")
+  assert "backbone.stem.conv.weight" in state or "backbone.stem.conv_s.weight" in state
+  if arch == "r3d_18":
+    assert state["backbone.layer2.0.conv1.conv.weight"].shape == (128, 64, 3, 3, 3)
+    assert "backbone.layer2.0.downsample_bn.running_var" in state
+  else:
+    assert state["backbone.layer2.0.conv2.conv_s.weight"].shape[0] == 288   # own-width rule
+  state["head.fc.weight"] = np.zeros((64, 12))                # pretext head: skipped
+  state["backbone.layer1.0.bn1.num_batches_tracked"] = np.array(5)
+  model = from_torch(state, arch, "ctp", preset="pretrain", input_shape=(8, 32, 32, 3))
+  for w0, w1 in zip(source.get_weights(), model.get_weights()):
+    np.testing.assert_array_equal(w0, w1)
+
+
+def test_missing_extra_and_misshaped_tensors_are_named():
+  arch = "r3d_18"
+  state = to_torch_state_dict(build_backbone(arch, bn_epsilon=1e-5), arch)
+  broken = dict(state)
+  del broken["layer3.1.conv2.1.running_mean"]
+  with pytest.raises(ValueError, match=r"layer3\.1\.conv2\.1\.running_mean"):
+    from_torch(broken, arch)
+  broken = dict(state, **{"layer5.0.conv1.0.weight": np.zeros(3)})
+  with pytest.raises(ValueError, match=r"unexpected tensor 'layer5\.0\.conv1\.0\.weight'"):
+    from_torch(broken, arch)
+  broken = dict(state)
+  broken["layer2.0.downsample.0.weight"] = np.zeros((128, 64, 1, 1, 3), np.float32)
+  with pytest.raises(ValueError, match=r"layer2\.0\.downsample\.0\.weight.*shape"):
+    from_torch(broken, arch)
+  broken = dict(state, **{"fc.weight": np.zeros((5, 256), np.float32),
+                          "fc.bias": np.zeros(5, np.float32)})
+  with pytest.raises(ValueError, match="fc.weight"):
+    from_torch(broken, arch)
+  with pytest.raises(ValueError, match="layout"):
+    from_torch(state, arch, layout="timm")
+
+
+def write_safetensors(path, tensors, bf16=()):
+  """Minimal safetensors writer (the format: u64 header length, JSON header, raw data)."""
+  header, chunks, offset = {"__metadata__": {"format": "pt"}}, [], 0
+  for name, a in tensors.items():
+    if name in bf16:
+      raw = (np.asarray(a, np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+      dtype = "BF16"
+    else:
+      raw, dtype = np.asarray(a, "<f4").tobytes(), "F32"
+    header[name] = {"dtype": dtype, "shape": list(np.shape(a)),
+                    "data_offsets": [offset, offset + len(raw)]}
+    chunks.append(raw)
+    offset += len(raw)
+  blob = json.dumps(header).encode()
+  with open(path, "wb") as f:
+    f.write(struct.pack("<Q", len(blob)) + blob + b"".join(chunks))
+
+
+def test_import_script_reads_safetensors_and_npz(tmp_path):
+  arch = "r2plus1d_18"
+  source = build_backbone(arch, bn_epsilon=1e-5, r2plus1d_mid_rule="block")
+  state = to_torch_state_dict(source, arch)
+  rng = np.random.default_rng(0)
+  state["fc.weight"] = rng.normal(0, 0.01, (3, 512)).astype(np.float32)
+  state["fc.bias"] = np.array([0.5, -1.0, 2.0], np.float32)   # exact in bfloat16
+  st_path, npz_path = str(tmp_path / "w.safetensors"), str(tmp_path / "w.npz")
+  write_safetensors(st_path, state, bf16={"fc.bias"})
+  np.savez(npz_path, **state)
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  outputs = []
+  for src in (st_path,):   # one subprocess run (each costs a TF start); npz read below
+    out = src + ".weights.h5"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "import_torch_weights.py"),
+                        f"--input={src}", f"--arch={arch}", f"--output={out}"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.load(open(out[:-len(".weights.h5")] + ".json"))
+    assert meta["num_classes"] == 3 and meta["backbone"]["r2plus1d_mid_rule"] == "block"
+    outputs.append(out)
+  model = from_torch(state, arch)
+  for out in outputs:
+    again = from_torch(state, arch)
+    for v in again.weights:
+      v.assign(np.zeros(v.shape, v.dtype))
+    again.load_weights(out)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+      np.testing.assert_allclose(a, b, atol=1e-7)
+  sys.path.insert(0, os.path.join(ROOT, "scripts"))
+  try:
+    import import_torch_weights as script
+  finally:
+    sys.path.pop(0)
+  from_npz = script.read_state_dict(npz_path)
+  assert sorted(from_npz) == sorted(state)
+  read = script.read_safetensors(st_path)
+  np.testing.assert_array_equal(read["fc.bias"], state["fc.bias"])
+  np.testing.assert_array_equal(read["stem.0.weight"], state["stem.0.weight"])
+  bad = tmp_path / "w.bad"
+  bad.write_text("x")
+  with pytest.raises(ValueError, match="expected .pth"):
+    script.read_state_dict(str(bad))
