@@ -23,7 +23,6 @@ uninterrupted run and a resumed one see different, equally distributed samples a
 """
 
 import json
-import math
 import os
 import time
 
