@@ -281,6 +281,10 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
     verbose = int(config.train.get("verbose", 1)) if chief else 0
 
     last_logs = {}
+    if start >= total_steps and os.path.exists(paths["metrics"]):
+      # Re-running a finished command: nothing to train; keep the metrics it ended with.
+      with open(paths["metrics"]) as f:
+        last_logs = {k: v for k, v in json.load(f).items() if isinstance(v, float)}
     step = start
     while step < total_steps and not model.stop_training:
       epoch, in_epoch = divmod(step, steps_per_epoch)
