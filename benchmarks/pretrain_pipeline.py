@@ -16,6 +16,13 @@ core delivers, and much less sensitive to other load on a shared machine than wa
 Baseline: the PyTorch release's per-sample numpy/OpenCV pipeline, 99 clips/s on one core of the
 2-core development machine at 320x240.
 
+Measured on the shared 2-core development machine under load average 6-11 from other jobs
+(so wall clips/s is meaningless there; CPU ms per clip is inflated by contention too), batch 32:
+  320x240, 1 core, full: ~30 CPU-ms/clip (33 clips per CPU-s); decode+flip ~12-13, synthesis
+  alone ~10.4, colour ~4-5, the rest (read/parse/sample/batch) ~3. reduced_decode: no change.
+  171x128, 1 core, full: ~22 CPU-ms/clip (45 clips per CPU-s); decode+flip ~7.
+The 2x-the-PyTorch-release goal (>= 198 clips/s per core, i.e. <= 5 ms/clip) is NOT reached.
+
   python benchmarks/pretrain_pipeline.py --output=/tmp/pretrain_pipeline.json
   python benchmarks/pretrain_pipeline.py --reduced_decode --stages=decode,synthesis,full
 """
