@@ -19,12 +19,13 @@ Baseline: the PyTorch release's per-sample numpy/OpenCV pipeline, 99 clips/s on 
 Measured on the shared 2-core development machine under load average 6-11 from other jobs
 (so wall clips/s is meaningless there; CPU ms per clip is inflated by contention too), batch 32:
   320x240, 1 core, full: ~30 CPU-ms/clip (33 clips per CPU-s); decode+flip ~12-13, synthesis
-  alone ~10.4, colour ~4-5, the rest (read/parse/sample/batch) ~3. reduced_decode: no change.
+  alone ~10.4, colour ~4-5, the rest (read/parse/sample/batch) ~3. reduced_decode=2: no
+  measurable change (only short side 112 qualifies).
   171x128, 1 core, full: ~22 CPU-ms/clip (45 clips per CPU-s); decode+flip ~7.
 The 2x-the-PyTorch-release goal (>= 198 clips/s per core, i.e. <= 5 ms/clip) is NOT reached.
 
   python benchmarks/pretrain_pipeline.py --output=/tmp/pretrain_pipeline.json
-  python benchmarks/pretrain_pipeline.py --reduced_decode --stages=decode,synthesis,full
+  python benchmarks/pretrain_pipeline.py --reduced_decode=1.6 --stages=decode,synthesis
 """
 
 import json
@@ -50,8 +51,8 @@ flags.DEFINE_list("threads", ["1", "all"], "Core settings for the full pipeline:
 flags.DEFINE_list("stages", ["decode", "synthesis", "synthesis_only"],
                   "Extra 1-core runs that cut the pipeline, to see where the time goes "
                   "(decode, synthesis, synthesis_only); 'full' is always run.")
-flags.DEFINE_bool("reduced_decode", False, "config.data.reduced_decode (1/2-resolution JPEG "
-                  "decoding when the frame shrinks by >= 2x).")
+flags.DEFINE_float("reduced_decode", 0.0, "config.data.reduced_decode: 1/2-resolution JPEG "
+                   "decoding when the frame shrinks by >= this factor (0: off, exact).")
 flags.DEFINE_string("work_dir", "", "Where the synthetic shards go (default: a temp dir).")
 flags.DEFINE_string("output", "", "Also write the JSON here.")
 flags.DEFINE_string("worker_data_dir", "", "Internal: run one timing on this data dir.")
@@ -117,7 +118,7 @@ def _dataset(data_dir, config, stage, options):
     clip = augment.decode_scale_crop(video["frames"], idx, seeds[1], height=shape[0],
                                      width=shape[1], short_sides=data.short_sides,
                                      crop_size=data.crop_size,
-                                     reduced_decode=data.get("reduced_decode", False))
+                                     reduced_decode=float(data.get("reduced_decode", 0.0)))
     clip = augment.random_flip(clip, seeds[2], data.flip_prob)
     if stage == "synthesis":
       return synthesize_trajectories(clip, seeds[3], config.synthesis)

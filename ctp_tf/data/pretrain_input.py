@@ -38,7 +38,7 @@ def pretrain_example(video, seed, config, with_visible=False):
   clip = augment.decode_scale_crop(
       video["frames"], indices, seeds[1], height=shape[0], width=shape[1],
       short_sides=tuple(data.short_sides), crop_size=int(data.crop_size),
-      reduced_decode=bool(data.get("reduced_decode", False)))
+      reduced_decode=float(data.get("reduced_decode", 0.0)))   # 0: exact; t: 1/2-res decode
   clip = augment.random_flip(clip, seeds[2], data.flip_prob)
   out = synthesize_trajectories(clip, seeds[3], config.synthesis)
   clip = color.hue_saturation(out["clip"], seeds[4], prob=aug.hue_sat_prob,
@@ -65,7 +65,7 @@ def pretrain_dataset(data_dir, config, *, split="train", batch_size, seed, num_i
   Args:
     data_dir: converted dataset directory (`scripts/make_tfrecords.py`).
     config: pretraining ConfigDict with `data` (clip_len, strides, temporal_jitter, short_sides,
-      crop_size, flip_prob, shuffle_buffer; optional reduced_decode), `synthesis` and `augment`.
+      crop_size, flip_prob, shuffle_buffer, reduced_decode), `synthesis` and `augment`.
     split: split to read.
     batch_size: per-pipeline batch; the last partial batch is dropped.
     seed: int; the same seed gives the same batches.
