@@ -74,3 +74,58 @@ def test_trajectory_figures_are_written(tiny_data_dir, tmp_path):
   gif = Image.open(paths["gif"])
   assert gif.n_frames == 8                     # one GIF frame per video frame
   assert not list(tmp_path.glob("*.tmp-*"))    # written atomically
+
+
+def test_batched_colour_matches_the_per_clip_ops():
+  from ctp_tf.data import color
+  rng = np.random.default_rng(0)
+  clips = rng.integers(0, 256, (4, 6, 10, 12, 3), dtype=np.uint8)
+  kw_hs = dict(prob=0.5, hue_range=12.0, saturation_range=0.3)
+  kw_bc = dict(brightness_prob=0.6, brightness_range=30.0, contrast_prob=0.6,
+               contrast_range=0.3, dynamic=True)
+  seeds = [[s, 7] for s in range(4)]
+  hs = [color.hue_saturation_params(s, **kw_hs) for s in seeds]
+  bc = [color.brightness_contrast_params(s, 6, **kw_bc) for s in seeds]
+  applied = [bool(h[0]) for h in hs]
+  assert any(applied) and not all(applied)     # both branches exercised
+  got = color.hue_saturation_batch(tf.constant(clips.astype(np.float32)),
+                                   *[tf.stack(x) for x in zip(*hs)])
+  got = color.brightness_contrast_batch(got, *[tf.stack(x) for x in zip(*bc)]).numpy()
+  changed = 0
+  for i, s in enumerate(seeds):
+    want = color.brightness_contrast(color.hue_saturation(clips[i], s, **kw_hs), s, **kw_bc)
+    diff = np.abs(got[i].astype(int) - want.numpy().astype(int))
+    assert diff.max() <= 1 and np.mean(diff > 0) < 0.01, (i, diff.max(), np.mean(diff > 0))
+    changed += np.any(want.numpy() != clips[i])
+  assert changed >= 2
+
+
+def test_example_equals_per_clip_synthesis_then_colour(tiny_data_dir):
+  # The batched stages keep the rules: the same as the per-clip ops in REFERENCE order.
+  from ctp_tf.data import augment, color, reader, sampling
+  from ctp_tf.data.synthesis import synthesize_trajectories
+  cfg = _config()
+  cfg.augment.hue_sat_prob = 0.5
+  data, aug = cfg.data, cfg.augment
+  video = next(iter(reader.read_videos(tiny_data_dir, "train", shuffle=False, seed=0)))
+  for k in range(3):
+    seed = tf.constant([k, 11], tf.int32)
+    got = pretrain_input.pretrain_example(video, seed, cfg)
+    s = tf.random.experimental.stateless_split(seed, num=6)
+    idx = sampling.train_indices(video["num_frames"], s[0], 8, tuple(data.strides),
+                                 temporal_jitter=bool(data.temporal_jitter))
+    shape = tf.io.extract_jpeg_shape(video["frames"][0])
+    clip = augment.decode_scale_crop(video["frames"], idx, s[1], height=shape[0],
+                                     width=shape[1], short_sides=tuple(data.short_sides),
+                                     crop_size=48)
+    clip = augment.random_flip(clip, s[2], data.flip_prob)
+    out = synthesize_trajectories(clip, s[3], cfg.synthesis)
+    clip = color.hue_saturation(out["clip"], s[4], prob=aug.hue_sat_prob,
+                                hue_range=aug.hue_range, saturation_range=aug.saturation_range)
+    clip = color.brightness_contrast(
+        clip, s[5], brightness_prob=aug.brightness_prob, brightness_range=aug.brightness_range,
+        contrast_prob=aug.contrast_prob, contrast_range=aug.contrast_range,
+        dynamic=bool(aug.dynamic), dynamic_keyframe_probs=tuple(aug.dynamic_keyframe_probs))
+    np.testing.assert_array_equal(got["boxes"].numpy(), out["boxes"].numpy())
+    diff = np.abs(got["clip"].numpy().astype(int) - clip.numpy().astype(int))
+    assert diff.max() <= 1 and np.mean(diff > 0) < 0.01

@@ -122,3 +122,99 @@ def brightness_contrast(clip, seed, *, brightness_prob, brightness_range, contra
     return _to_uint8(x)
 
   return tf.cond(tf.logical_or(do_b, do_c), jitter, lambda: tf.identity(clip))
+
+
+# Batched forms for the pretraining pipeline, which applies colour jitter after batching (the
+# synthesis runs on whole batches there). The random draws are made per clip, in the per-clip
+# map, with exactly the draws of `hue_saturation` / `brightness_contrast` for the same seed;
+# only the pixel work runs on the batch.
+
+
+def hue_saturation_params(seed, *, prob, hue_range, saturation_range):
+  """The random draws of `hue_saturation(clip, seed, ...)`: (apply bool, hue, log_saturation).
+
+  Example:
+  >>> apply, hue, log_sat = hue_saturation_params([1, 2], prob=0.25, hue_range=12.0,
+  ...                                             saturation_range=0.1)
+  """
+  seeds = _split(seed, 3)
+  apply = tf.random.stateless_uniform([], seeds[0]) < prob
+  hue = tf.random.stateless_uniform([], seeds[1], -float(hue_range), float(hue_range))
+  log_sat = tf.random.stateless_uniform(
+      [], seeds[2], -float(saturation_range), float(saturation_range))
+  return apply, hue, log_sat
+
+
+def hue_saturation_batch(clips, apply, hue, log_sat):
+  """`hue_saturation` of each clip of a batch, with per-clip draws (`hue_saturation_params`).
+
+  Args:
+    clips: `[B, ..., 3]` uint8, or float32 holding whole grey levels 0..255 (then the result is
+      float32 holding whole grey levels too, so a following float op needs no uint8 round trip).
+    apply: bool `[B]`; hue, log_sat: float32 `[B]`.
+  Returns:
+    same shape and dtype as `clips`; clips with `apply` False are returned unchanged.
+  """
+  idx = tf.where(apply)[:, 0]
+
+  def one(args):
+    clip, h, s = args
+    x = tf.image.adjust_hue(tf.cast(clip, tf.float32), h / 180.0)
+    x = tf.image.adjust_saturation(x, tf.exp(s))
+    # Same rounding as `hue_saturation` (_to_uint8), kept in float when asked.
+    return tf.floor(tf.clip_by_value(x + 0.5, 0.0, 255.0))
+
+  def jitter():
+    # Only the selected clips (a quarter by default) pay the two HSV passes. map_fn's
+    # per-iteration overhead is negligible next to one clip's pixels.
+    out = tf.map_fn(one, (tf.gather(clips, idx), tf.gather(hue, idx), tf.gather(log_sat, idx)),
+                    fn_output_signature=tf.float32)
+    return tf.tensor_scatter_nd_update(clips, idx[:, None], tf.cast(out, clips.dtype))
+
+  return tf.cond(tf.size(idx) > 0, jitter, lambda: tf.identity(clips))
+
+
+def brightness_contrast_params(seed, num_frames, *, brightness_prob, brightness_range,
+                               contrast_prob, contrast_range, dynamic,
+                               dynamic_keyframe_probs=(0.7, 0.3)):
+  """The draws of `brightness_contrast(clip, seed, ...)` as per-frame (shift, alpha) `[T]`.
+
+  shift is 0 and alpha 1 where the op is not applied, which `brightness_contrast_batch` maps
+  to the unchanged clip exactly.
+  """
+  seeds = _split(seed, 4)
+  do_b = tf.random.stateless_uniform([], seeds[0]) < brightness_prob
+  do_c = tf.random.stateless_uniform([], seeds[1]) < contrast_prob
+  b_range = float(brightness_range)
+  c_range = float(contrast_range)
+  if dynamic:
+    shift = _keyframe_curve(seeds[2], num_frames, -b_range, b_range, dynamic_keyframe_probs)
+    log_alpha = _keyframe_curve(seeds[3], num_frames, -c_range, c_range, dynamic_keyframe_probs)
+  else:
+    shift = tf.fill([num_frames], tf.random.stateless_uniform([], seeds[2], -b_range, b_range))
+    log_alpha = tf.fill([num_frames],
+                        tf.random.stateless_uniform([], seeds[3], -c_range, c_range))
+  return tf.where(do_b, shift, 0.0), tf.exp(tf.where(do_c, log_alpha, 0.0))
+
+
+def brightness_contrast_batch(clips, shift, alpha):
+  """`brightness_contrast` of each clip of a batch from per-frame (shift, alpha) `[B, T]`.
+
+  The same arithmetic as `brightness_contrast` rearranged into one affine map per frame:
+  (x + s) * a + (1 - a) * mean_grey(x + s) = a * x + s + (1 - a) * mean_grey(x), because the
+  luma weights sum to 1. That takes one pass for the per-channel means and one multiply-add
+  instead of a brightness pass, a luma tensordot and the blend.
+
+  Args:
+    clips: uint8 `[B, T, H, W, 3]`, or float32 holding whole grey levels.
+    shift, alpha: float32 `[B, T]` (`brightness_contrast_params` of each clip).
+  Returns:
+    uint8 `[B, T, H, W, 3]`.
+  """
+  x = tf.cast(clips, tf.float32)
+  channel_mean = tf.reduce_mean(x, axis=[2, 3])                              # [B, T, 3]
+  grey = tf.reduce_sum(channel_mean * tf.constant(_LUMA, tf.float32), -1)    # [B, T]
+  # + 0.5: _to_uint8's rounding folded into the offset.
+  offset = shift + (1.0 - alpha) * grey + 0.5
+  y = x * alpha[..., None, None, None] + offset[..., None, None, None]
+  return tf.saturate_cast(y, tf.uint8)

@@ -35,6 +35,9 @@ from ctp_tf import defaults
 
 _INTERP_LINEAR, _INTERP_ACCEL, _INTERP_DECEL = 0, 1, 2
 _MASK_RECT, _MASK_ELLIPSE, _MASK_RHOMBUS = 0, 1, 2
+# Window-size groups of the batched paste (at least N): more groups fit the windows tighter
+# to the boxes, fewer pay less per-op overhead.
+_WINDOW_GROUPS = 12
 
 
 def default_config():
@@ -257,8 +260,11 @@ def _trajectories(u, config, num_frames, height, width):
   }
 
 
-def _paste(clips, traj, config):
-  """Pastes every trajectory's patches into the clips `[B, T, H, W, 3]` uint8."""
+def _paste(clips, traj, config, float_clip=False):
+  """Pastes every trajectory's patches into the clips `[B, T, H, W, 3]` uint8.
+
+  Returns uint8, or with `float_clip` float32 holding the same whole grey levels.
+  """
   b, t_len, height, width = (clips.shape[0], clips.shape[1], clips.shape[2], clips.shape[3])
   if b is None:
     b = tf.shape(clips)[0]
@@ -304,36 +310,57 @@ def _paste(clips, traj, config):
   # (y1 + v, x1 + u); its half-pixel source coordinate is (v + 0.5) * sh / bh - 0.5 inside the
   # source patch (+1 for the margin).
   num_pix = b * t_len * height * width
-  bt = tf.range(b)[:, None] * t_len + tf.range(t_len)[None, :]            # [B, T]
+  # Trajectories flattened to [M = B * N] (index b * N + k, k = paste rank), rendered in
+  # groups that share one window size. A window per layer across the whole batch would be as
+  # large as the largest box of the batch; sorting the trajectories by their largest box and
+  # grouping neighbours keeps windows tight, so batched synthesis touches about the pixels of
+  # per-clip synthesis while paying the per-op overhead once per group, not per clip.
+  flat2 = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+  f_bh, f_bw, f_y1, f_x1 = flat2(bh), flat2(bw), flat2(y1), flat2(x1)   # [M, T]
+  f_sh, f_sw, f_sy1, f_sx1 = flat2(sh), flat2(sw), flat2(sy1), flat2(sx1)   # [M]
+  f_mask, f_soft, f_d0, f_vis = flat2(mask), flat2(soft), flat2(d0), flat2(vis_alpha)
+  f_k = tf.tile(tf.range(n), [b])
+  f_bt = tf.repeat(tf.range(b) * t_len, n)[:, None] + tf.range(t_len)   # [M, T] frame index
+  if isinstance(b, int):
+    m = b * n
+    num_groups = min(m, max(n, _WINDOW_GROUPS))
+    size = (max(1, -(-m // num_groups)))
+    key = tf.reduce_max(f_bh, -1) * tf.reduce_max(f_bw, -1)
+    order = tf.argsort(key, stable=True)
+    groups = [order[i:i + size] for i in range(0, m, size)]
+  else:   # unknown batch size: one group per paste layer
+    groups = [tf.range(b) * n + k for k in range(n)]
   all_patches, all_alpha, all_pix, all_layer_pix = [], [], [], []
-  for k in range(n):
-    k_bh, k_bw, k_y1, k_x1 = bh[:, k], bw[:, k], y1[:, k], x1[:, k]      # [B, T]
+  for idx in groups:
+    g = lambda x: tf.gather(x, idx)
+    k_bh, k_bw, k_y1, k_x1 = g(f_bh), g(f_bw), g(f_y1), g(f_x1)         # [G, T]
     win_h = tf.maximum(tf.cast(tf.reduce_max(k_bh), tf.int32), 2)
     win_w = tf.maximum(tf.cast(tf.reduce_max(k_bw), tf.int32), 2)
-    ay = sh[:, k, None] / k_bh
-    ax = sw[:, k, None] / k_bw
-    by = 0.5 * ay - 0.5 + sy1[:, k, None] + 1.0
-    bx = 0.5 * ax - 0.5 + sx1[:, k, None] + 1.0
+    ay = g(f_sh)[:, None] / k_bh
+    ax = g(f_sw)[:, None] / k_bw
+    by = 0.5 * ay - 0.5 + g(f_sy1)[:, None] + 1.0
+    bx = 0.5 * ax - 0.5 + g(f_sx1)[:, None] + 1.0
     hf, wf = tf.cast(win_h - 1, tf.float32), tf.cast(win_w - 1, tf.float32)
     crop_boxes = tf.stack([by / (height + 1.0), bx / (width + 1.0),
                            (by + ay * hf) / (height + 1.0), (bx + ax * wf) / (width + 1.0)], -1)
-    box_index = tf.repeat(tf.range(b) * n + k, t_len)
+    box_index = tf.repeat(tf.cast(idx, tf.int32), t_len)
     patches = tf.image.crop_and_resize(src, tf.reshape(crop_boxes, [-1, 4]), box_index,
-                                       tf.stack([win_h, win_w]))          # [B*T, wh, ww, 3]
+                                       tf.stack([win_h, win_w]))          # [G*T, wh, ww, 3]
     v = tf.range(tf.cast(win_h, tf.float32)) + 0.5
     uu = tf.range(tf.cast(win_w, tf.float32)) + 0.5
-    alpha = _alpha(v / k_bh[..., None] - 0.5, uu / k_bw[..., None] - 0.5, mask[:, k],
-                   soft[:, k], d0[:, k], vis_alpha[:, k])                # [B, T, wh, ww]
+    alpha = _alpha(v / k_bh[..., None] - 0.5, uu / k_bw[..., None] - 0.5, g(f_mask),
+                   g(f_soft), g(f_d0), g(f_vis))                         # [G, T, wh, ww]
     # Flat frame-pixel index of each window pixel (pixels beyond the frame have alpha 0 and
     # are clamped onto the border; adding zeros there is harmless).
     yy = tf.minimum(tf.cast(k_y1[..., None], tf.int32) + tf.range(win_h), height - 1)
     xx = tf.minimum(tf.cast(k_x1[..., None], tf.int32) + tf.range(win_w), width - 1)
-    pix = tf.reshape((bt[..., None, None] * height + yy[..., :, None]) * width
+    pix = tf.reshape((g(f_bt)[..., None, None] * height + yy[..., :, None]) * width
                      + xx[..., None, :], [-1])
+    layer = tf.repeat(g(f_k), t_len * win_h * win_w)
     all_patches.append(tf.reshape(patches, [-1, 3]))
     all_alpha.append(tf.reshape(alpha, [-1]))
     all_pix.append(pix)
-    all_layer_pix.append(pix + k * num_pix)
+    all_layer_pix.append(pix + layer * num_pix)
   patches = tf.concat(all_patches, 0)
   alpha = tf.concat(all_alpha, 0)
   pix = tf.concat(all_pix, 0)
@@ -359,7 +386,9 @@ def _paste(clips, traj, config):
   flat = tf.reshape(tf.cast(clips, tf.float32), [num_pix, 3])
   out = flat * background[:, None] + contrib
   # A convex combination of uint8 values: rounding suffices, no clipping needed.
-  out = tf.cast(tf.round(out), tf.uint8)
+  out = tf.round(out)
+  if not float_clip:
+    out = tf.cast(out, tf.uint8)
   return tf.reshape(out, tf.shape(clips))
 
 
@@ -384,7 +413,7 @@ def _alpha(ny, nx, mask, soft, d0, vis_alpha):
   return inside * shape_alpha * vis_alpha[..., None, None]
 
 
-def synthesize_batch(clips, randoms, config=None, return_internals=False):
+def synthesize_batch(clips, randoms, config=None, return_internals=False, float_clip=False):
   """CtP synthesis for a batch of clips with per-clip random numbers.
 
   Args:
@@ -392,6 +421,8 @@ def synthesize_batch(clips, randoms, config=None, return_internals=False):
     randoms: float32 `[B, N, D]`: `draw_randoms(seed_b, config, T)` of each clip.
     config: synthesis ConfigDict (default `ctp_tf.defaults.synthesis_config()`).
     return_internals: also return key frames and other internals (tests, visualisation).
+    float_clip: return `clip` as float32 holding the same whole grey levels 0..255, which
+      saves a uint8 round trip when float colour jitter follows (the pretraining pipeline).
   Returns:
     dict: `clip` uint8 `[B, T, H, W, 3]`, `boxes` float32 `[B, N, T, 4]` (x1, y1, x2, y2 in
     whole pixels), `visible` bool `[B, N, T]`, `weights` float32 `[B, N, T]`.
@@ -409,7 +440,7 @@ def synthesize_batch(clips, randoms, config=None, return_internals=False):
     raise ValueError(f"synthesis needs at least 2 frames of at least 2x2 pixels, got {clips.shape}")
   traj = _trajectories(randoms, config, t_len, height, width)
   out = {
-      "clip": _paste(clips, traj, config),
+      "clip": _paste(clips, traj, config, float_clip),
       "boxes": traj["boxes"],
       "visible": traj["visible"],
       # Hidden frames are still supervised (masked region model); kept as a field so a config
