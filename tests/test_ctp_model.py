@@ -162,11 +162,11 @@ def test_classifier_and_features(tmp_path):
   fx = FeatureExtractor(backbone, clip_shape=(16, 112, 112))
   big = np.random.default_rng(2).integers(0, 255, (1, 16, 112, 112, 3)).astype(np.uint8)
   out = fx(big)
-  maps = np.asarray(backbone(big))                          # [1, 2, 4, 4, 64]
-  assert maps.shape == (1, 2, 4, 4, 64)
+  maps = np.asarray(backbone(big))                          # [1, 2, 7, 7, 64]
+  assert maps.shape == (1, 2, 7, 7, 64)
   np.testing.assert_allclose(np.asarray(out["features"]), maps.mean(axis=(1, 2, 3)), atol=1e-5)
-  # 4 -> 3 adaptive bins: [0,2), [1,3), [2,4); flattened (t, h, w, c).
-  bins = [(0, 2), (1, 3), (2, 4)]
+  # 7 -> 3 adaptive bins (PyTorch): [0,3), [2,5), [4,7); flattened (t, h, w, c).
+  bins = [(0, 3), (2, 5), (4, 7)]
   grid = np.stack([np.stack([maps[0, :, a:b, c:d].mean(axis=(1, 2)) for c, d in bins], 1)
                    for a, b in bins], 1)                    # [t, h, w, C]
   np.testing.assert_allclose(np.asarray(out["retrieval_features"])[0], grid.reshape(-1),
