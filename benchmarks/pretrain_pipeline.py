@@ -16,13 +16,36 @@ core delivers, and much less sensitive to other load on a shared machine than wa
 Baseline: the PyTorch release's per-sample numpy/OpenCV pipeline, 99 clips/s on one core of the
 2-core development machine at 320x240.
 
-Measured on the shared 2-core development machine under load average 6-11 from other jobs
-(so wall clips/s is meaningless there; CPU ms per clip is inflated by contention too), batch 32:
-  320x240, 1 core, full: ~30 CPU-ms/clip (33 clips per CPU-s); decode+flip ~12-13, synthesis
-  alone ~10.4, colour ~4-5, the rest (read/parse/sample/batch) ~3. reduced_decode=2: no
-  measurable change (only short side 112 qualifies).
-  171x128, 1 core, full: ~22 CPU-ms/clip (45 clips per CPU-s); decode+flip ~7.
-The 2x-the-PyTorch-release goal (>= 198 clips/s per core, i.e. <= 5 ms/clip) is NOT reached.
+Measured on the shared 2-core development machine under load average 5-11 from other jobs
+(so wall clips/s is meaningless there; CPU ms per clip is inflated by contention too, and
+repeated runs of the same code differ by ~10%), batch 32, 32 synthetic videos x 60 frames
+(q90: 22.6 KB/frame at 320x240, 7.1 KB at 171x128), --batches=6 --warmup=2:
+  before (2f27a8e, synthesis and colour per clip, uint8 between stages):
+    320x240: 1 core 29.0 / 31.9 CPU-ms/clip (two runs; 34.5 / 31.3 clips per CPU-s),
+             2 cores 29.8 (33.6); decode+flip stage 15.5, synthesis alone ~10, colour 4-5.
+    171x128: 1 core 21.8 / 20.9 (45.9 / 47.8), 2 cores 20.6 (48.6); decode+flip 8.5.
+  after (c056344: fused brightness/contrast, float clips between synthesis and colour):
+    320x240: 1 core 29.5 (33.9), 2 cores 30.8 (32.5); decode+flip 13.5.
+             reduced_decode=1.6: 1 core 29.5 (33.9), 2 cores 29.2 (34.3), decode+flip 13.5.
+    171x128: 1 core 21.6 (46.3), 2 cores 23.1 (43.2); decode+flip 8.0.
+  i.e. no change measurable at the pipeline level. What was tried (one-core micro-benchmarks,
+  CPU ms per clip, same process A/B):
+  - synthesis + colour after .batch() on B = 32 (`pretrain_input.batch_stage`): 28.3 vs 15.9
+    per clip; B = 2..8 no better than 1 within noise. The per-op overhead it saves (~2.6 ms)
+    is lost to cache misses of whole-batch passes (float batch ~80 MB). Not used.
+  - fused brightness/contrast (one affine map per frame): 3.35 -> 2.15 when applied (75%).
+  - window-only sequential paste (gather/tensor_scatter_nd_update per layer): 13-15 vs 9.2;
+    window-entry transmittance (gathers instead of full-clip products): 15.3-16.2 vs 13.4-14.0;
+    saturation as c -> V - f (V - c) (exact): 9.8 vs 5.9 for AdjustSaturation. All rejected:
+    TF's single-threaded elementwise passes are cheap next to gathers, scatters and
+    last-axis reductions.
+  - reduced_decode=1.6 (1/2-resolution DCT decode for short sides 112, 128 and 144 from 240):
+    decode+scale+crop alone 15.5 -> 13.0 (112), 15.8 -> 14.2 (128), 17.3 -> 14.9 (144) ms per
+    clip; PSNR against the exact path 40.5, 40.5, 40.2 dB (min 39.2) on the synthetic frames;
+    not separable from noise in the full pipeline. dct_method=INTEGER_FAST and
+    fancy_upscaling=False: no gain in decode time.
+The 2x-the-PyTorch-release goal (>= 198 clips/s per core, i.e. <= 5 ms/clip) is NOT reached:
+~30 CPU-ms/clip at 320x240 (decode+scale+crop ~13, synthesis ~9-10, colour ~3-4, read ~3).
 
   python benchmarks/pretrain_pipeline.py --output=/tmp/pretrain_pipeline.json
   python benchmarks/pretrain_pipeline.py --reduced_decode=1.6 --stages=decode,synthesis
