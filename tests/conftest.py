@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # see ctp_tf/__init__.py
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 def write_tiny_shards(out_dir, *, num_classes=2, videos_per_split=None, frames=(12, 40),
