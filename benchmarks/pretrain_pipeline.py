@@ -44,6 +44,9 @@ repeated runs of the same code differ by ~10%), batch 32, 32 synthetic videos x 
     clip; PSNR against the exact path 40.5, 40.5, 40.2 dB (min 39.2) on the synthetic frames;
     not separable from noise in the full pipeline. dct_method=INTEGER_FAST and
     fancy_upscaling=False: no gain in decode time.
+  - TF_ENABLE_ONEDNN_OPTS=1 (`--onednn=1`; unset by default here): 320x240, 1 core, two
+    alternating pairs gave 26.5 / 27.6 CPU-ms/clip vs 31.0 / 30.2 with 0, but the next full
+    run with 1 gave 30.2 (171x128: 23.2): inconclusive, within the noise of this machine.
 The 2x-the-PyTorch-release goal (>= 198 clips/s per core, i.e. <= 5 ms/clip) is NOT reached:
 ~30 CPU-ms/clip at 320x240 (decode+scale+crop ~13, synthesis ~9-10, colour ~3-4, read ~3).
 
@@ -76,6 +79,8 @@ flags.DEFINE_list("stages", ["decode", "synthesis", "synthesis_only"],
                   "(decode, synthesis, synthesis_only); 'full' is always run.")
 flags.DEFINE_float("reduced_decode", 0.0, "config.data.reduced_decode: 1/2-resolution JPEG "
                    "decoding when the frame shrinks by >= this factor (0: off, exact).")
+flags.DEFINE_string("onednn", "", "TF_ENABLE_ONEDNN_OPTS for the timed processes ('1', '0'; "
+                    "empty: inherit the environment).")
 flags.DEFINE_string("work_dir", "", "Where the synthetic shards go (default: a temp dir).")
 flags.DEFINE_string("output", "", "Also write the JSON here.")
 flags.DEFINE_string("worker_data_dir", "", "Internal: run one timing on this data dir.")
@@ -199,6 +204,9 @@ def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+  if FLAGS.onednn:
+    # Read by TensorFlow when it is imported: the workers inherit it.
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = FLAGS.onednn
   if FLAGS.worker_data_dir:
     print("RESULT " + json.dumps(run_worker(FLAGS.worker_data_dir, FLAGS.worker_threads,
                                             FLAGS.worker_stage)))
@@ -207,6 +215,7 @@ def main(argv):
   results = {"pipeline": "pretrain_dataset", "batch_size": FLAGS.batch_size,
              "videos": FLAGS.videos, "frames": FLAGS.frames,
              "reduced_decode": FLAGS.reduced_decode, "baseline_pytorch_1core_320x240": 99.0,
+             "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
              "load_average_before": os.getloadavg(), "runs": []}
   settings = [(t, "full") for t in FLAGS.threads] + [("1", s) for s in FLAGS.stages
                                                      if s != "full"]
