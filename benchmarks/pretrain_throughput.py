@@ -16,6 +16,9 @@ import resource
 import sys
 import time
 
+# TensorFlow's oneDNN CPU kernels (see ctp_tf/__init__.py); set before anything imports TF.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
