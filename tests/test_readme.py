@@ -121,3 +121,18 @@ def test_serving_snippet_runs_on_an_export(tmp_path):
   c = int(512 * 0.125)
   assert f"SHAPES (2, {c}) (2, {2 * 3 * 3 * c})" in proc.stdout
   assert cfg["clip_shape"] == [8, 32, 32] or tuple(cfg["clip_shape"]) == (8, 32, 32)
+
+
+def test_benchmark_commands_in_readme_exist_with_their_flags():
+  cmds = [shlex.split(c) for c in re.findall(r"`(python benchmarks/[^`]+)`", README)]
+  assert len(cmds) >= 4
+  for cmd in cmds:
+    script = cmd[1]
+    assert os.path.exists(os.path.join(REPO, script)), script
+    proc = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"],
+                          capture_output=True, text=True, cwd=REPO)
+    text = proc.stdout + proc.stderr
+    for arg in cmd[2:]:
+      name = arg[2:].split("=")[0]
+      assert re.search(rf"--\[?(no)?\]?{re.escape(name)}\b", text), \
+          f"README uses {arg!r} but {script} has no --{name}"
