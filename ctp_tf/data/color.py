@@ -98,20 +98,12 @@ def brightness_contrast(clip, seed, *, brightness_prob, brightness_range, contra
   num_frames = clip.shape[0]
   if num_frames is None:
     raise ValueError("brightness_contrast needs a clip with a static number of frames")
-  seeds = _split(seed, 4)
-  do_b = tf.random.stateless_uniform([], seeds[0]) < brightness_prob
-  do_c = tf.random.stateless_uniform([], seeds[1]) < contrast_prob
-  b_range = float(brightness_range)
-  c_range = float(contrast_range)
-  if dynamic:
-    shift = _keyframe_curve(seeds[2], num_frames, -b_range, b_range, dynamic_keyframe_probs)
-    log_alpha = _keyframe_curve(seeds[3], num_frames, -c_range, c_range, dynamic_keyframe_probs)
-  else:
-    shift = tf.fill([num_frames], tf.random.stateless_uniform([], seeds[2], -b_range, b_range))
-    log_alpha = tf.fill([num_frames],
-                        tf.random.stateless_uniform([], seeds[3], -c_range, c_range))
-  shift = tf.where(do_b, shift, 0.0)
-  alpha = tf.exp(tf.where(do_c, log_alpha, 0.0))
+  shift, alpha = brightness_contrast_params(
+      seed, num_frames, brightness_prob=brightness_prob, brightness_range=brightness_range,
+      contrast_prob=contrast_prob, contrast_range=contrast_range, dynamic=dynamic,
+      dynamic_keyframe_probs=dynamic_keyframe_probs)
+  applied = tf.logical_or(tf.reduce_any(tf.not_equal(shift, 0.0)),
+                          tf.reduce_any(tf.not_equal(alpha, 1.0)))
 
   def jitter():
     x = tf.cast(clip, tf.float32) + shift[:, None, None, None]
@@ -121,7 +113,7 @@ def brightness_contrast(clip, seed, *, brightness_prob, brightness_range, contra
     x = x * a + (1.0 - a) * mean[:, None, None, None]
     return _to_uint8(x)
 
-  return tf.cond(tf.logical_or(do_b, do_c), jitter, lambda: tf.identity(clip))
+  return tf.cond(applied, jitter, lambda: tf.identity(clip))
 
 
 # Batched forms for the pretraining pipeline, which applies colour jitter after batching (the
