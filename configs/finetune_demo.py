@@ -28,6 +28,9 @@ def get_config():
   c.data.sizes = tuple(_scaled(wh) for wh in c.data.sizes)   # (85, 64), (98, 73), (110, 82)
   c.data.test_resize = _scaled(c.data.test_resize)           # (98, 73)
   c.data.shuffle_buffer = 64
+  # No flips: mirroring turns MoveRight into MoveLeft and clockwise into counter-clockwise, so
+  # the reference's flip p 0.35 would give half the demo classes wrong labels.
+  c.data.flip_prob = 0.0
   c.model.arch = "r3d_10"
   c.model.width_multiplier = 0.25
   c.optimizer = defaults.sgd_config(lr=0.05, weight_decay=5e-4, decay_epochs=(8,))
