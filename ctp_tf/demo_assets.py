@@ -17,6 +17,16 @@ def default_demo_dir():
       os.path.expanduser("~"), ".cache", "ctp_tf", "demo")
 
 
+def _cached_version(raw):
+  import json  # noqa: PLC0415
+  from ctp_tf.data import demo_data  # noqa: PLC0415
+  path = os.path.join(raw, demo_data.META_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("version", 1)
+
+
 def ensure_demo_data(cache_dir=None, *, seed=0, workers=None, progress=True, **sizes):
   """Makes (once) and returns the demo shard directory under `cache_dir`.
 
@@ -30,9 +40,17 @@ def ensure_demo_data(cache_dir=None, *, seed=0, workers=None, progress=True, **s
   from ctp_tf.data import convert, demo_data  # noqa: PLC0415
   cache_dir = os.path.abspath(cache_dir or default_demo_dir())
   shards = os.path.join(cache_dir, "shards")
-  if os.path.exists(os.path.join(shards, "dataset.json")):
-    return shards
   raw = os.path.join(cache_dir, "raw")
+  version = _cached_version(raw)
+  if version == demo_data.VERSION and os.path.exists(os.path.join(shards, "dataset.json")):
+    return shards
+  if version not in (None, demo_data.VERSION):
+    # Our own cache, made by an older package: remake it rather than train on stale videos.
+    if progress:
+      print(f"demo data: the cache in {cache_dir} is version {version}, remaking version "
+            f"{demo_data.VERSION}", flush=True)
+    shutil.rmtree(raw, ignore_errors=True)
+    shutil.rmtree(shards, ignore_errors=True)
   demo_data.make_demo_data(raw, seed=seed, progress=progress, **sizes)
   tmp = f"{shards}.tmp-{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)

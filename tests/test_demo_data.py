@@ -154,3 +154,68 @@ def test_scripts_make_and_convert_demo(tmp_path):
   assert meta["splits"]["train"]["videos"] == 2 * n and meta["splits"]["test"]["videos"] == n
   assert meta["splits"]["train"]["frames"] == sum(
       v["frames"] for v in _meta(demo)["videos"] if v["split"] == "train")
+
+
+def test_mirroring_changes_the_class_so_demo_finetuning_does_not_flip():
+  """A left-right flip turns MoveRight into MoveLeft and clockwise into counter-clockwise: on
+  this data flip augmentation would mislabel half the classes, so the demo config turns it off."""
+  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+      "width", "height", "min_frames", "max_frames", "mp4_fraction")}
+  mirrored = {"MoveRight": "MoveLeft", "MoveLeft": "MoveRight", "MoveUp": "MoveUp",
+              "MoveDown": "MoveDown", "Grow": "Grow", "Shrink": "Shrink",
+              "CircleClockwise": "CircleCounterClockwise",
+              "CircleCounterClockwise": "CircleClockwise"}
+  for label, cls in enumerate(demo_data.CLASSES):
+    for i in range(5):
+      spec = demo_data.video_spec(1, label, i, **sizes)
+      centres = np.array(spec["main"]["centres"], np.float64)
+      centres[:, 0] = sizes["width"] - 1 - centres[:, 0]
+      assert demo_data.classify_trajectory(centres, spec["main"]["scale"]) == mirrored[cls]
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("finetune_demo",
+                                                os.path.join(REPO, "configs", "finetune_demo.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert module.get_config().data.flip_prob == 0.0
+
+
+def _shift_difference(frame, rng, n=200, size=12, shift=4):
+  """Mean |patch - the same patch moved by up to `shift` px|: how visible a pasted copy is."""
+  h, w = frame.shape[:2]
+  out = []
+  for _ in range(n):
+    y, x = rng.integers(shift, h - size - shift), rng.integers(shift, w - size - shift)
+    dy, dx = rng.integers(-shift, shift + 1, 2)
+    dx = dx if (dx or dy) else shift
+    a = frame[y:y + size, x:x + size]
+    b = frame[y + dy:y + dy + size, x + dx:x + dx + size]
+    out.append(np.abs(a - b).mean())
+  return float(np.mean(out))
+
+
+def test_backgrounds_do_not_hide_pasted_patches():
+  """CtP pastes a patch cut from near its own path; on a background that repeats at that scale
+  (one stripe or checker texture) the copy is invisible and the pretext cannot be learned. The
+  mosaic backgrounds keep 9 in 10 scenes far from that; a single texture did not (10th
+  percentile about 2 grey levels)."""
+  scenes = [_shift_difference(demo_data.make_scene(np.random.default_rng(i), 96, 128),
+                              np.random.default_rng(100 + i)) for i in range(30)]
+  assert np.percentile(scenes, 10) > 15, scenes
+
+
+def test_stale_cache_is_remade(tmp_path):
+  from ctp_tf import demo_assets
+  small = dict(TINY, train_per_class=1, test_per_class=1)
+  cache = str(tmp_path / "cache")
+  demo_assets.ensure_demo_data(cache, progress=False, workers=1, **small)
+  meta_path = os.path.join(cache, "raw", demo_data.META_FILE)
+  meta = _meta(os.path.join(cache, "raw"))
+  assert meta["version"] == demo_data.VERSION
+  meta["version"] = demo_data.VERSION - 1
+  with open(meta_path, "w") as f:
+    json.dump(meta, f)
+  with pytest.raises(ValueError, match=f"version {demo_data.VERSION - 1}"):
+    demo_data.make_demo_data(os.path.join(cache, "raw"), progress=False, **small)
+  shards = demo_assets.ensure_demo_data(cache, progress=False, workers=1, **small)
+  assert _meta(os.path.join(cache, "raw"))["version"] == demo_data.VERSION
+  assert os.path.exists(os.path.join(shards, "dataset.json"))

@@ -1,7 +1,10 @@
 """The embedded demo set: short real video files whose class is decided only by motion.
 
-Each video shows one main object on a textured background plus 1-3 distractors that wander at
-random. The class is how the main object moves (left, right, up, down, grow, shrink, circle
+Each video shows one main object on a cluttered background plus 1-3 distractors that wander at
+random. The background is a mosaic of many small, differently textured regions with a few static
+shapes, non-repeating at the scale objects move, as real scenes are: CtP cuts its patches from the clip itself, and on one uniform texture a
+patch pasted elsewhere is invisible (the first version of this set had exactly that problem, and
+the pretext task could not be learned on it). The class is how the main object moves (left, right, up, down, grow, shrink, circle
 clockwise or counter-clockwise); textures, colours, shapes, sizes, start positions and speeds
 are drawn at random for every video from the same distributions for every class. So nothing
 that a single frame shows tells the class apart: a model must follow the object over time,
@@ -31,6 +34,7 @@ import numpy as np
 CLASSES = ("MoveRight", "MoveLeft", "MoveUp", "MoveDown", "Grow", "Shrink", "CircleClockwise",
            "CircleCounterClockwise")
 META_FILE = "demo_meta.json"
+VERSION = 2                  # bump when the rendered videos change: caches are remade
 CLIPS_PER_GROUP = 4          # UCF-101 style: videos of a group share the split
 
 
@@ -78,6 +82,29 @@ def make_texture(rng, height, width):
       w = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))[..., None]
       img = img * (1 - w) + _random_colour(rng) * w
   return np.clip(img, 0, 255).astype(np.float32)
+
+
+def make_scene(rng, height, width):
+  """A static background: 16-40 regions (Voronoi cells) of different textures and 1-3 shapes.
+
+  Small regions matter: a CtP patch is cut from near its own path, so on a texture that looks
+  alike a few pixels away (one region, stripes, checkers) it cannot be seen once pasted.
+  """
+  k = int(rng.integers(16, 41))
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+  seeds = rng.uniform(0, 1, size=(k, 2)) * (width, height)
+  dist = (xx[None] - seeds[:, 0, None, None]) ** 2 + (yy[None] - seeds[:, 1, None, None]) ** 2
+  cell = np.argmin(dist, axis=0)
+  img = np.zeros((height, width, 3), np.float32)
+  for i in range(k):
+    img = np.where((cell == i)[..., None], make_texture(rng, height, width), img)
+  short = min(height, width)
+  for _ in range(int(rng.integers(1, 4))):
+    hx, hy = rng.uniform(0.05, 0.14, size=2) * short
+    tex = make_texture(rng, int(2 * hy) + 2, int(2 * hx) + 2)
+    _paste(img, tex, rng.uniform(0, width), rng.uniform(0, height), hx, hy,
+           rng.choice(["rect", "ellipse", "diamond"]))
+  return img
 
 
 # ------------------------------------------------------------------------------- trajectories
@@ -234,7 +261,7 @@ def _object_texture(seed, hx, hy, scale_max):
 def render_video(spec):
   """uint8 [T, H, W, 3] frames of a `video_spec`."""
   h, w, t = spec["height"], spec["width"], spec["frames"]
-  background = make_texture(np.random.default_rng(int(spec["bg_seed"])), h, w)
+  background = make_scene(np.random.default_rng(int(spec["bg_seed"])), h, w)
   objects = []
   for obj, on_top in [*[(d, d["on_top"]) for d in spec["distractors"] if not d["on_top"]],
                       (spec["main"], None),
@@ -321,7 +348,14 @@ def make_demo_data(out_dir, *, seed=0, progress=True, **sizes):
   start = time.time()
   # Test videos take the first groups, as UCF-101's split 1 does (groups never straddle splits).
   test_count = math.ceil(cfg["test_per_class"] / CLIPS_PER_GROUP) * CLIPS_PER_GROUP
-  meta = {"seed": int(seed), "config": cfg, "classes": list(CLASSES), "videos": []}
+  meta_path = os.path.join(out_dir, META_FILE)
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      old = json.load(f).get("version", 1)
+    if old != VERSION:
+      raise ValueError(f"{out_dir} holds demo data version {old}, this is version {VERSION}; "
+                       "delete it or choose another directory")
+  meta = {"version": VERSION, "seed": int(seed), "config": cfg, "classes": list(CLASSES), "videos": []}
   train_lines, test_lines = [], []
   written = frames_total = 0
   total = len(CLASSES) * (cfg["train_per_class"] + cfg["test_per_class"])
