@@ -78,6 +78,7 @@ def ctp_model_config():
   c.target_means = (0.0, 0.0, 0.0, 0.0)
   c.target_stds = (0.8, 0.8, 0.04, 0.04)
   c.bn_epsilon = 1e-3
+  c.head_init_stds = (0.001, 0.001)   # N(0, std) for the two head FCs (reference: both 0.001)
   return c
 
 

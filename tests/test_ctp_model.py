@@ -150,6 +150,17 @@ def test_no_squeeze_head_and_round_trip(tmp_path):
   np.testing.assert_allclose(np.asarray(loaded(x)), before, atol=1e-5)
 
 
+def test_head_init_stds():
+  """Reference N(0, 0.001) for both head FCs by default; a config can widen fc1 alone."""
+  ref = build_ctp_model(tiny_config(), clip_shape=(8, 32, 32), num_boxes=2)
+  wide = build_ctp_model(tiny_config(head_init_stds=(0.05, 0.001)), clip_shape=(8, 32, 32),
+                         num_boxes=2)
+  for model, fc1_std in ((ref, 0.001), (wide, 0.05)):
+    k1, k2 = np.asarray(model.fc1.kernel), np.asarray(model.fc2.kernel)
+    assert abs(k1.std() - fc1_std) < 0.05 * fc1_std and abs(k2.std() - 0.001) < 5e-5
+  assert wide.get_config()["head_init_stds"] == [0.05, 0.001]
+
+
 def test_classifier_and_features(tmp_path):
   backbone = build_backbone("r3d_10", width_multiplier=0.125)
   clf = VideoClassifier(backbone, num_classes=7)
