@@ -74,3 +74,16 @@ def test_rerun_skips_finished_stages(tiny_demo):
   assert proc.stdout.count("skipped") == 8
   after = _load(os.path.join(out, "results.json"))
   assert [r["finetune_ctp"] for r in after] == [r["finetune_ctp"] for r in before]
+
+
+def test_verdict_counts_wins_and_names_an_unlearned_pretext():
+  from ctp_tf import demo
+  row = {"pretext_iou": 0.455, "pretext_iou_static": 0.450, "finetune_ctp": {"top1": 0.3},
+         "finetune_scratch": {"top1": 0.2}, "retrieval_ctp": {"top1": 0.1},
+         "retrieval_random": {"top1": 0.2}}
+  text = demo.verdict([row, dict(row, pretext_iou=0.50)])
+  assert "beat scratch on top-1 in 2 of 2" in text
+  assert "random encoder on top-1 in 0 of 2" in text
+  assert "by more than 0.01 in 1 of 2" in text and "did not learn" not in text
+  text = demo.verdict([row])   # 0.005 above the static guess is not learning to track
+  assert "in 0 of 1" in text and "did not learn to track" in text
