@@ -152,12 +152,13 @@ def test_no_squeeze_head_and_round_trip(tmp_path):
 
 def test_head_init_stds():
   """Reference N(0, 0.001) for both head FCs by default; a config can widen fc1 alone."""
-  ref = build_ctp_model(tiny_config(), clip_shape=(8, 32, 32), num_boxes=2)
-  wide = build_ctp_model(tiny_config(head_init_stds=(0.05, 0.001)), clip_shape=(8, 32, 32),
-                         num_boxes=2)
+  ref = build_ctp_model(tiny_config(hidden=128), clip_shape=(8, 32, 32), num_boxes=2)
+  wide = build_ctp_model(tiny_config(hidden=128, head_init_stds=(0.05, 0.001)),
+                         clip_shape=(8, 32, 32), num_boxes=2)
+  # Sample stds of 4096+ unseeded draws: within 10% is > 9 standard errors.
   for model, fc1_std in ((ref, 0.001), (wide, 0.05)):
     k1, k2 = np.asarray(model.fc1.kernel), np.asarray(model.fc2.kernel)
-    assert abs(k1.std() - fc1_std) < 0.05 * fc1_std and abs(k2.std() - 0.001) < 5e-5
+    assert abs(k1.std() - fc1_std) < 0.1 * fc1_std and abs(k2.std() - 0.001) < 1e-4
   assert wide.get_config()["head_init_stds"] == [0.05, 0.001]
 
 
