@@ -38,21 +38,19 @@ def hue_saturation(clip, seed, *, prob, hue_range, saturation_range):
   Example:
   >>> out = hue_saturation(clip, [1, 2], prob=0.25, hue_range=12.0, saturation_range=0.1)
   """
-  seeds = _split(seed, 3)
-  apply = tf.random.stateless_uniform([], seeds[0]) < prob
-  hue = tf.random.stateless_uniform([], seeds[1], -float(hue_range), float(hue_range))
-  log_sat = tf.random.stateless_uniform(
-      [], seeds[2], -float(saturation_range), float(saturation_range))
+  apply, hue, log_sat = hue_saturation_params(seed, prob=prob, hue_range=hue_range,
+                                              saturation_range=saturation_range)
+  return tf.cond(apply, lambda: _to_uint8(_hue_saturation_pixels(clip, hue, log_sat)),
+                 lambda: tf.identity(clip))
 
-  def jitter():
-    # The fused AdjustHue / AdjustSaturation kernels (one pass each, HSV per pixel) are faster
-    # than rgb_to_hsv + hsv_to_rgb; HSV hue and saturation do not depend on the value scale, so
-    # they run on 0..255 directly. Hue delta is in turns: 180 OpenCV units = one turn.
-    x = tf.image.adjust_hue(tf.cast(clip, tf.float32), hue / 180.0)
-    x = tf.image.adjust_saturation(x, tf.exp(log_sat))
-    return _to_uint8(x)
 
-  return tf.cond(apply, jitter, lambda: tf.identity(clip))
+def _hue_saturation_pixels(clip, hue, log_sat):
+  """Float32 result (not yet rounded) of the hue shift and saturation scaling of one clip."""
+  # The fused AdjustHue / AdjustSaturation kernels (one pass each, HSV per pixel) are faster
+  # than rgb_to_hsv + hsv_to_rgb; HSV hue and saturation do not depend on the value scale, so
+  # they run on 0..255 directly. Hue delta is in turns: 180 OpenCV units = one turn.
+  x = tf.image.adjust_hue(tf.cast(clip, tf.float32), hue / 180.0)
+  return tf.image.adjust_saturation(x, tf.exp(log_sat))
 
 
 def _keyframe_curve(seed, num_frames, low, high, keyframe_probs):
@@ -150,11 +148,8 @@ def hue_saturation_batch(clips, apply, hue, log_sat):
   idx = tf.where(apply)[:, 0]
 
   def one(args):
-    clip, h, s = args
-    x = tf.image.adjust_hue(tf.cast(clip, tf.float32), h / 180.0)
-    x = tf.image.adjust_saturation(x, tf.exp(s))
     # Same rounding as `hue_saturation` (_to_uint8), kept in float when asked.
-    return tf.floor(tf.clip_by_value(x + 0.5, 0.0, 255.0))
+    return tf.floor(tf.clip_by_value(_hue_saturation_pixels(*args) + 0.5, 0.0, 255.0))
 
   def jitter():
     # Only the selected clips (a quarter by default) pay the two HSV passes. map_fn's
