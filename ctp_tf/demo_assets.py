@@ -17,16 +17,6 @@ def default_demo_dir():
       os.path.expanduser("~"), ".cache", "ctp_tf", "demo")
 
 
-def _cached_version(raw):
-  import json  # noqa: PLC0415
-  from ctp_tf.data import demo_data  # noqa: PLC0415
-  path = os.path.join(raw, demo_data.META_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f).get("version", 1)
-
-
 def ensure_demo_data(cache_dir=None, *, seed=0, workers=None, progress=True, **sizes):
   """Makes (once) and returns the demo shard directory under `cache_dir`.
 
@@ -41,7 +31,7 @@ def ensure_demo_data(cache_dir=None, *, seed=0, workers=None, progress=True, **s
   cache_dir = os.path.abspath(cache_dir or default_demo_dir())
   shards = os.path.join(cache_dir, "shards")
   raw = os.path.join(cache_dir, "raw")
-  version = _cached_version(raw)
+  version = demo_data.stored_version(raw)
   if version == demo_data.VERSION and os.path.exists(os.path.join(shards, "dataset.json")):
     return shards
   if version not in (None, demo_data.VERSION):

@@ -319,6 +319,15 @@ def video_name(cls, index):
   return f"v_{cls}_g{index // CLIPS_PER_GROUP + 1:02d}_c{index % CLIPS_PER_GROUP + 1:02d}"
 
 
+def stored_version(out_dir):
+  """VERSION of the demo data in `out_dir` (1 if its meta predates versions), None if none."""
+  path = os.path.join(out_dir, META_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("version", 1)
+
+
 def make_demo_data(out_dir, *, seed=0, progress=True, **sizes):
   """Writes the demo set into `out_dir`; existing complete files are kept (a re-run is a no-op).
 
@@ -348,13 +357,10 @@ def make_demo_data(out_dir, *, seed=0, progress=True, **sizes):
   start = time.time()
   # Test videos take the first groups, as UCF-101's split 1 does (groups never straddle splits).
   test_count = math.ceil(cfg["test_per_class"] / CLIPS_PER_GROUP) * CLIPS_PER_GROUP
-  meta_path = os.path.join(out_dir, META_FILE)
-  if os.path.exists(meta_path):
-    with open(meta_path) as f:
-      old = json.load(f).get("version", 1)
-    if old != VERSION:
-      raise ValueError(f"{out_dir} holds demo data version {old}, this is version {VERSION}; "
-                       "delete it or choose another directory")
+  old = stored_version(out_dir)
+  if old not in (None, VERSION):
+    raise ValueError(f"{out_dir} holds demo data version {old}, this is version {VERSION}; "
+                     "delete it or choose another directory")
   meta = {"version": VERSION, "seed": int(seed), "config": cfg, "classes": list(CLASSES), "videos": []}
   train_lines, test_lines = [], []
   written = frames_total = 0
