@@ -20,6 +20,7 @@ setup(
         "matplotlib>=3.8,<4",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.6,<0.11"],
+        # h5py: tests open the .weights.h5 backups directly (keras depends on it too).
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.6,<0.11", "h5py>=3.10,<4"],
     },
 )
