@@ -95,7 +95,6 @@ def test_every_class_is_decided_by_motion_at_default_size():
     for i in range(25):
       spec = demo_data.video_spec(0, label, i, **sizes)
       assert demo_data.classify_trajectory(spec["main"]["centres"], spec["main"]["scale"]) == cls
-      assert 1 <= len(spec["distractors"]) <= 3
       halves.append(spec["main"]["half"][0])
     means[cls] = np.mean(halves)
   # The main object's mean size comes from one range for every class.
@@ -179,28 +178,24 @@ def test_mirroring_changes_the_class_so_demo_finetuning_does_not_flip():
   assert module.get_config().data.flip_prob == 0.0
 
 
-def _shift_difference(frame, rng, n=200, size=12, shift=4):
-  """Mean |patch - the same patch moved by up to `shift` px|: how visible a pasted copy is."""
-  h, w = frame.shape[:2]
-  out = []
-  for _ in range(n):
-    y, x = rng.integers(shift, h - size - shift), rng.integers(shift, w - size - shift)
-    dy, dx = rng.integers(-shift, shift + 1, 2)
-    dx = dx if (dx or dy) else shift
-    a = frame[y:y + size, x:x + size]
-    b = frame[y + dy:y + dy + size, x + dx:x + dx + size]
-    out.append(np.abs(a - b).mean())
-  return float(np.mean(out))
-
-
-def test_backgrounds_do_not_hide_pasted_patches():
-  """CtP pastes a patch cut from near its own path; on a background that repeats at that scale
-  (one stripe or checker texture) the copy is invisible and the pretext cannot be learned. The
-  mosaic backgrounds keep 9 in 10 scenes far from that; a single texture did not (10th
-  percentile about 2 grey levels)."""
-  scenes = [_shift_difference(demo_data.make_scene(np.random.default_rng(i), 96, 128),
-                              np.random.default_rng(100 + i)) for i in range(30)]
-  assert np.percentile(scenes, 10) > 15, scenes
+def test_training_clips_keep_texture_where_patches_move(tmp_path):
+  """CtP pastes patches cut from the clip itself; they show only where their texture moves. What
+  the model sees is the video after the codec and the rescale to the 64 px demo clips: there the
+  mean |x(i) - x(i + 2)| along rows is about 44 grey levels for this set's backgrounds against
+  25 for the version-2 mosaics, on which the demo pretraining never beat the static guess."""
+  import tensorflow as tf
+  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+      "width", "height", "min_frames", "max_frames", "mp4_fraction")}
+  contrast = []
+  for label in range(len(demo_data.CLASSES)):
+    spec = demo_data.video_spec(0, label, 0, **sizes)
+    path = str(tmp_path / f"{label}.{spec['format']}")
+    demo_data.write_video(path, demo_data.render_video(spec)[:8], fmt=spec["format"])
+    frames = _decode(path).astype(np.float32)
+    h, w = frames.shape[1:3]
+    small = tf.image.resize(frames, (64, round(64 * w / h)), antialias=True).numpy()
+    contrast.append(float(np.abs(small[:, :, 2:] - small[:, :, :-2]).mean()))
+  assert np.mean(contrast) > 35 and min(contrast) > 30, contrast
 
 
 def test_stale_cache_is_remade(tmp_path):
