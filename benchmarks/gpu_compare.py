@@ -275,9 +275,9 @@ def worker(spec, args):
   r = fn(task, arch, precision, args)
   r.update({"task": task, "arch": arch, "precision": precision, "batch": args.batch,
             "clip": [args.frames, args.size, args.size]})
-  for k in ("step_s", "clips_per_s", "device_peak_mb"):
+  for k, digits in (("step_s", 4), ("clips_per_s", 3), ("device_peak_mb", 1)):
     if isinstance(r.get(k), float):
-      r[k] = round(r[k], 4 if k == "step_s" else 1)
+      r[k] = round(r[k], digits)
   print("RESULT " + json.dumps(r), flush=True)
 
 
@@ -325,7 +325,7 @@ def main(argv=None):
       print(f"{name:44s} error: {r['error'].splitlines()[-1] if r['error'] else ''}")
     else:
       peak = f"{r['device_peak_mb']:.0f}" if r.get("device_peak_mb") else "-"
-      print(f"{name:44s} {r['clips_per_s']:8.1f} {1000 * r['step_s']:8.1f} {peak:>9s}")
+      print(f"{name:44s} {r['clips_per_s']:8.3g} {1000 * r['step_s']:8.1f} {peak:>9s}")
   return results
 
 
