@@ -164,6 +164,8 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False):
 
   return {
       "seed": seed,
+      "finetune_val_top1": {name: _val_curve(os.path.join(d, f"finetune_{name}", "history.json"))
+                            for name in ("scratch", "ctp")},
       "retrieval_ctp": {k: ret_ctp[k] for k in ("top1", "top5", "top10")},
       "retrieval_random": {k: ret_rand[k] for k in ("top1", "top5", "top10")},
       "finetune_scratch": {k: runs["scratch"][k] for k in ("top1", "top5")},
@@ -173,6 +175,16 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False):
       "seconds": dict(stages.times),
       "dir": d,
   }
+
+
+def _val_curve(history_path):
+  """{epoch: 10-clip val top-1} of a finetuning run, from its history.json."""
+  if not os.path.exists(history_path):
+    return {}
+  with open(history_path) as f:
+    epochs = json.load(f).get("epochs", [])
+  return {str(int(e["epoch"])): float(e["val_top1"]) for e in epochs
+          if e.get("val_top1") is not None and np.isfinite(e["val_top1"])}
 
 
 def _jsonable(obj):
@@ -267,6 +279,15 @@ def summary_table(rows):
                  f"{_stat(g('finetune_ctp', k))} | {_stat(g('finetune_scratch', k))} | {n} |")
   lines.append(f"| pretext IoU, frames 1..T-1 (baseline: static guess) | "
                f"{_stat(g('pretext_iou'))} | {_stat(g('pretext_iou_static'))} | {n} |")
+  epochs = sorted({int(e) for r in rows for arm in (r.get("finetune_val_top1") or {}).values()
+                   for e in arm}, key=int)
+  if epochs:   # how fast each arm gets there (the paper's Figure 1), not only where it ends
+    lines.append("")
+    lines.append("| finetune epoch | val top-1 from CtP | val top-1 from scratch |")
+    lines.append("| --- | --- | --- |")
+    for e in epochs:
+      lines.append(f"| {e} | {_stat(g('finetune_val_top1', 'ctp', str(e)))} | "
+                   f"{_stat(g('finetune_val_top1', 'scratch', str(e)))} |")
   stages = [s for s in STAGES if any(s in r["seconds"] for r in rows)]
   lines.append("")
   lines.append("| stage | wall time (s) |")

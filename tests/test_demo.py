@@ -60,6 +60,15 @@ def test_table_numbers_come_from_the_runs(tiny_demo):
       in report
   assert f"| {row['retrieval_ctp']['top5']:.3f} | {row['retrieval_random']['top5']:.3f} |" \
       in report
+  # The per-epoch validation curve is each finetuning run's own history.
+  for arm in ("ctp", "scratch"):
+    hist = _load(os.path.join(seed_dir, f"finetune_{arm}", "history.json"))["epochs"]
+    expect = {str(e["epoch"]): e["val_top1"] for e in hist
+              if e.get("val_top1") is not None and e["val_top1"] == e["val_top1"]}
+    assert expect and row["finetune_val_top1"][arm] == expect, arm
+  curve = row["finetune_val_top1"]
+  last = max(curve["ctp"], key=int)
+  assert (f"| {last} | {curve['ctp'][last]:.3f} | {curve['scratch'][last]:.3f} |") in report
 
 
 def test_rerun_skips_finished_stages(tiny_demo):
