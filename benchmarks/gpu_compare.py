@@ -31,6 +31,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -98,6 +99,7 @@ def check_logits(arch, seed):
   from make_golden import seeded_weights
   from ctp_tf.models import from_torch
   dev = torch_device()
+  tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
   torch.backends.cudnn.allow_tf32 = False
   torch.backends.cuda.matmul.allow_tf32 = False
   model = getattr(torchvision.models.video, arch)(num_classes=101).eval().to(dev)
@@ -117,7 +119,7 @@ def check_logits(arch, seed):
   else:
     got = keras.ops.convert_to_numpy(kmodel(x, training=False))
   rel = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
-  torch.backends.cudnn.allow_tf32 = True
+  torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
   return {"check": "logits", "arch": arch, "rel_err": rel, "device": device_name(),
           "backend": keras.backend.backend()}
 
@@ -155,25 +157,14 @@ def torch_ctp_model(arch, frames, num_boxes):
   return CtP()
 
 
-def make_batch(task, args):
-  import numpy as np
-  rng = np.random.default_rng(0)
-  b, t, s = args.batch, args.frames, args.size
-  clip = rng.integers(0, 255, (b, t, s, s, 3)).astype(np.uint8)
-  labels = rng.integers(0, 101, (b,)).astype(np.int32)
-  side = s // 4   # boxes a quarter of the frame, moving 1 px per frame
-  xy = rng.uniform(0, s - side - t, (b, 3, 1, 2)) + np.arange(t)[None, None, :, None]
-  boxes = np.concatenate([xy, xy + side], -1).astype(np.float32)
-  return clip, labels, boxes
-
-
 def run_torch(task, arch, precision, args):
   import torch
   import torch.nn.functional as F
   torch.manual_seed(0)
   dev = torch_device()
   torch.backends.cudnn.benchmark = True
-  clip, labels, boxes = make_batch(task, args)
+  from train_step import make_batch
+  clip, labels, boxes = make_batch(args.batch, args.frames, args.size)
   if task == "classifier":
     model = getattr(__import__("torchvision").models.video, arch)(num_classes=101)
   else:
@@ -225,27 +216,13 @@ def run_torch(task, arch, precision, args):
 
 def run_keras(task, arch, precision, args):
   import keras
-  from ctp_tf import defaults
-  from ctp_tf.models import VideoClassifier, build_backbone, build_ctp_model
+  from train_step import device_peak_bytes, make_task
   keras.utils.set_random_seed(0)
   if precision == "bfloat16":
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-  clip, labels, boxes = make_batch(task, args)
-  t, s = args.frames, args.size
-  if task == "classifier":
-    # r2plus1d_mid_rule="block": torchvision's mid channels, so both sides do the same work.
-    backbone = build_backbone(arch, "standard", width_multiplier=args.width,
-                              input_shape=(t, s, s, 3), r2plus1d_mid_rule="block")
-    model = VideoClassifier(backbone, num_classes=101)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    batch = (clip, labels)
-  else:
-    cfg = defaults.ctp_model_config()
-    cfg.arch, cfg.width_multiplier = arch, args.width
-    model = build_ctp_model(cfg, clip_shape=(t, s, s), num_boxes=3)
-    loss = None
-    import numpy as np
-    batch = ({"clip": clip, "boxes": boxes, "weights": np.ones(boxes.shape[:3], np.float32)},)
+  # "block": torchvision's R(2+1)D mid channels, so both sides do the same work.
+  model, batch, loss = make_task(task, arch, args, r2plus1d_mid_rule="block")
+  batch = batch if isinstance(batch, tuple) else (batch,)
   model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, weight_decay=1e-4),
                 loss=loss)
 
@@ -257,12 +234,8 @@ def run_keras(task, arch, precision, args):
   start = time.perf_counter()
   history = model.fit(data(), epochs=1, steps_per_epoch=args.steps, verbose=0)
   elapsed = time.perf_counter() - start
-  peak = None
-  if keras.backend.backend() == "jax":
-    import jax
-    stats = jax.devices()[0].memory_stats() or {}
-    peak = stats.get("peak_bytes_in_use")
-    peak = peak / 2**20 if peak else None
+  peak = device_peak_bytes()
+  peak = peak / 2**20 if peak else None
   return {"framework": "keras-" + keras.backend.backend(), "version": keras.__version__,
           "loss": float(history.history["loss"][-1]),
           "step_s": elapsed / args.steps, "clips_per_s": args.batch * args.steps / elapsed,

@@ -57,26 +57,41 @@ def device_peak_bytes():
   return None
 
 
-def make_task(task, arch, args):
+def make_batch(batch, frames, size, seed=0):
+  """Synthetic uint8 clips [B, T, S, S, 3], labels [B] (101 classes) and CtP boxes [B, 3, T, 4]:
+  boxes a quarter of the frame wide, moving 1 px per frame."""
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  clip = rng.integers(0, 255, (batch, frames, size, size, 3)).astype(np.uint8)
+  labels = rng.integers(0, 101, (batch,)).astype(np.int32)
+  side = size // 4
+  xy = (rng.uniform(0, size - side - frames, (batch, 3, 1, 2))
+        + np.arange(frames)[None, None, :, None])
+  boxes = np.concatenate([xy, xy + side], -1).astype(np.float32)
+  return clip, labels, boxes
+
+
+def make_task(task, arch, args, r2plus1d_mid_rule="conv"):
+  """(model, training batch, loss) for `task` in classifier / ctp at the sizes in `args`.
+
+  `r2plus1d_mid_rule="block"` gives torchvision's R(2+1)D widths (for comparisons with it)."""
   import keras
   import numpy as np
   from ctp_tf import defaults
   from ctp_tf.models import VideoClassifier, build_backbone, build_ctp_model
-  rng = np.random.default_rng(0)
-  b, t, s = args.batch, args.frames, args.size
-  clip = rng.integers(0, 255, (b, t, s, s, 3)).astype(np.uint8)
+  t, s = args.frames, args.size
+  clip, labels, boxes = make_batch(args.batch, t, s)
   if task == "classifier":
     model = VideoClassifier(build_backbone(arch, "standard", width_multiplier=args.width,
-                                           input_shape=(t, s, s, 3)), num_classes=101)
-    data = (clip, rng.integers(0, 101, (b,)).astype(np.int32))
+                                           input_shape=(t, s, s, 3),
+                                           r2plus1d_mid_rule=r2plus1d_mid_rule), num_classes=101)
+    data = (clip, labels)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   else:
     cfg = defaults.ctp_model_config()
     cfg.arch, cfg.width_multiplier = arch, args.width
     model = build_ctp_model(cfg, clip_shape=(t, s, s), num_boxes=3)
-    xy = rng.uniform(0, s - 40, (b, 3, 1, 2)) + np.arange(t)[None, None, :, None]
-    boxes = np.concatenate([xy, xy + 32], -1).astype(np.float32)
-    data = {"clip": clip, "boxes": boxes, "weights": np.ones((b, 3, t), np.float32)}
+    data = {"clip": clip, "boxes": boxes, "weights": np.ones(boxes.shape[:3], np.float32)}
     loss = None
   return model, data, loss
 

@@ -280,7 +280,7 @@ def summary_table(rows):
   lines.append(f"| pretext IoU, frames 1..T-1 (baseline: static guess) | "
                f"{_stat(g('pretext_iou'))} | {_stat(g('pretext_iou_static'))} | {n} |")
   epochs = sorted({int(e) for r in rows for arm in (r.get("finetune_val_top1") or {}).values()
-                   for e in arm}, key=int)
+                   for e in arm})
   if epochs:   # how fast each arm gets there (the paper's Figure 1), not only where it ends
     lines.append("")
     lines.append("| finetune epoch | val top-1 from CtP | val top-1 from scratch |")

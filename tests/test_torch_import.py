@@ -85,6 +85,16 @@ def test_missing_extra_and_misshaped_tensors_are_named():
     from_torch(state, arch, layout="timm")
 
 
+def _import_script():
+  """scripts/import_torch_weights.py as a module (scripts/ is not a package)."""
+  sys.path.insert(0, os.path.join(ROOT, "scripts"))
+  try:
+    import import_torch_weights  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  return import_torch_weights
+
+
 def write_safetensors(path, tensors, bf16=()):
   """Minimal safetensors writer (the format: u64 header length, JSON header, raw data)."""
   header, chunks, offset = {"__metadata__": {"format": "pt"}}, [], 0
@@ -133,11 +143,7 @@ def test_import_script_reads_safetensors_and_npz(tmp_path):
     again.load_weights(out)
     for a, b in zip(model.get_weights(), again.get_weights()):
       np.testing.assert_allclose(a, b, atol=1e-7)
-  sys.path.insert(0, os.path.join(ROOT, "scripts"))
-  try:
-    import import_torch_weights as script
-  finally:
-    sys.path.pop(0)
+  script = _import_script()
   from_npz = script.read_state_dict(npz_path)
   assert sorted(from_npz) == sorted(state)
   read = script.read_safetensors(st_path)
@@ -149,31 +155,25 @@ def test_import_script_reads_safetensors_and_npz(tmp_path):
     script.read_state_dict(str(bad))
 
 
-def test_import_script_reads_pth_checkpoints():
+def test_import_script_reads_pth_checkpoints(tmp_path):
   """The `.pth` path: a torchvision model saved by torch, bare and wrapped the mmcv way
   (`{"state_dict": ..., "meta": ...}`). Torch is not a test dependency, so this runs where
   torch is installed (the golden-file venv of tools/make_golden.py) and skips elsewhere."""
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")
-  import tempfile
-  sys.path.insert(0, os.path.join(ROOT, "scripts"))
-  try:
-    import import_torch_weights as script
-  finally:
-    sys.path.pop(0)
+  script = _import_script()
   torch.manual_seed(0)
   model = torchvision.models.video.r3d_18(num_classes=5).eval()
   clip = np.random.default_rng(0).normal(size=(1, 3, 8, 32, 32)).astype(np.float32)
   with torch.no_grad():
     ref = model(torch.from_numpy(clip)).numpy()
-  with tempfile.TemporaryDirectory() as tmp:
-    bare, wrapped = os.path.join(tmp, "bare.pth"), os.path.join(tmp, "wrapped.pth")
-    torch.save(model.state_dict(), bare)
-    torch.save({"state_dict": model.state_dict(), "meta": {"epoch": 3}}, wrapped)
-    for path in (bare, wrapped):
-      state = script.read_state_dict(path)
-      assert all(isinstance(v, np.ndarray) for v in state.values())
-      kmodel = from_torch(state, "r3d_18")
-      got = keras.ops.convert_to_numpy(kmodel(np.transpose(clip, (0, 2, 3, 4, 1)),
-                                              training=False))
-      np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+  bare, wrapped = str(tmp_path / "bare.pth"), str(tmp_path / "wrapped.pth")
+  torch.save(model.state_dict(), bare)
+  torch.save({"state_dict": model.state_dict(), "meta": {"epoch": 3}}, wrapped)
+  for path in (bare, wrapped):
+    state = script.read_state_dict(path)
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    kmodel = from_torch(state, "r3d_18")
+    got = keras.ops.convert_to_numpy(kmodel(np.transpose(clip, (0, 2, 3, 4, 1)),
+                                            training=False))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)

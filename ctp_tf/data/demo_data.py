@@ -11,10 +11,11 @@ Why this background. CtP cuts each patch from the clip itself, so a pasted patch
 video and shows only where it moves. Over fine texture every pixel of a moving patch changes
 from frame to frame; over smooth or repeating regions it does not. On the earlier versions of
 this set (one texture per video; then a mosaic of textured regions whose detail the 64 px
-clips blur away) the demo model never beat the static guess; on this texture it can within
-the demo budget (README: in 1 of 2 seeds). The object is bright on a dark background so that
-a classifier trained from scratch can find it (on full-contrast texture, or with textured
-objects and distractors, scratch stayed at chance in the demo budget).
+clips blur away) the demo model never beat the static guess; on this texture it does within
+the demo budget (with configs/demo.py's hard-edged patches: 3 of 3 seeds, README). The object
+is bright on a dark background so that a classifier trained from scratch can find it (on
+full-contrast texture, or with textured objects and distractors, scratch stayed at chance in
+the demo budget).
 
 Files are real encoded video (H.264 MP4 via libx264 and MJPEG AVI, mixed) in the UCF-101 layout
 (`videos/<Class>/v_<Class>_gXX_cYY.{mp4,avi}`, `classInd.txt`, `trainlist01.txt`,
