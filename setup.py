@@ -22,5 +22,7 @@ setup(
     extras_require={
         # h5py: tests open the .weights.h5 backups directly (keras depends on it too).
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.6,<0.11", "h5py>=3.10,<4"],
+        # benchmarks/numpy_pipeline.py: the PyTorch release's kind of pipeline, for comparison.
+        "bench": ["opencv-python-headless>=4.8,<6"],
     },
 )

@@ -74,9 +74,9 @@ flags.DEFINE_integer("batches", 10, "Timed batches per setting (after warm-up)."
 flags.DEFINE_integer("warmup", 3, "Untimed batches first.")
 flags.DEFINE_list("stored", ["320x240", "171x128"], "Stored frame sizes WxH.")
 flags.DEFINE_list("threads", ["1", "all"], "Core settings for the full pipeline: 1 and/or all.")
-flags.DEFINE_list("stages", ["decode", "synthesis", "synthesis_only"],
+flags.DEFINE_list("stages", ["decode", "synthesis", "synthesis_only", "jpeg_floor"],
                   "Extra 1-core runs that cut the pipeline, to see where the time goes "
-                  "(decode, synthesis, synthesis_only); 'full' is always run.")
+                  "(decode, synthesis, synthesis_only, jpeg_floor); 'full' is always run.")
 flags.DEFINE_float("reduced_decode", 0.0, "config.data.reduced_decode: 1/2-resolution JPEG "
                    "decoding when the frame shrinks by >= this factor (0: off, exact).")
 flags.DEFINE_string("onednn", "", "TF_ENABLE_ONEDNN_OPTS for the timed processes ('1', '0'; "
@@ -168,6 +168,31 @@ def _dataset(data_dir, config, stage, options):
   return ds.with_options(options) if options is not None else ds
 
 
+def jpeg_floor(data_dir, clip_len=16, repeats=40):
+  """CPU ms to decode `clip_len` stored frames and nothing else, at 1/1, 1/2, 1/4 and 1/8 scale.
+
+  The floor under any pipeline that reads these JPEGs: at 1/8 scale libjpeg skips nearly all
+  of the inverse DCT and colour conversion, so what is left is mostly entropy decoding, which
+  no crop window or scale can avoid.
+  """
+  import tensorflow as tf
+  from ctp_tf.data import reader
+
+  video = next(iter(reader.read_videos(data_dir, "train", shuffle=False, seed=0)))
+  jpegs = video["frames"][:clip_len]
+  out = {"frames": int(jpegs.shape[0])}
+  for ratio in (1, 2, 4, 8):
+    fn = tf.function(lambda r=ratio: tf.map_fn(
+        lambda j: tf.io.decode_jpeg(j, channels=3, ratio=r), jpegs,
+        fn_output_signature=tf.uint8, parallel_iterations=16))
+    fn()
+    cpu = time.process_time()
+    for _ in range(repeats):
+      fn()
+    out[f"decode_ms_ratio{ratio}"] = round(1000 * (time.process_time() - cpu) / repeats, 2)
+  return out
+
+
 def run_worker(data_dir, threads, stage):
   """Times one setting in this process; returns a result dict."""
   if threads == "1":
@@ -183,6 +208,8 @@ def run_worker(data_dir, threads, stage):
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
+  if stage == "jpeg_floor":
+    return {**jpeg_floor(data_dir), "cores": 1}
   config = defaults.pretrain_config()
   config.data.reduced_decode = FLAGS.reduced_decode
   it = iter(_dataset(data_dir, config, stage, options))

@@ -24,3 +24,57 @@ def test_gpu_compare_keras_side_runs_without_torch():
   assert result["task"] == "ctp" and result["clip"] == [8, 32, 32]
   assert result["clips_per_s"] > 0 and result["params"] > 0
   assert result["loss"] == result["loss"]   # not NaN
+
+
+def test_pretrain_pipeline_benchmark_runs_with_floor(tmp_path):
+  """benchmarks/pretrain_pipeline.py end to end at toy size: the full pipeline on one core
+  and the JPEG-decode floor, with its JSON fields."""
+  script = os.path.join(REPO, "benchmarks", "pretrain_pipeline.py")
+  proc = subprocess.run(
+      [sys.executable, script, "--videos=4", "--frames=20", "--stored=96x72", "--threads=1",
+       "--stages=jpeg_floor", "--batch_size=2", "--batches=1", "--warmup=1",
+       f"--work_dir={tmp_path}"],
+      capture_output=True, text=True, cwd=REPO, timeout=300,
+      env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout[proc.stdout.index("{"):])
+  full, floor = result["runs"]
+  assert (full["stage"], full["cores"]) == ("full", 1) and full["clips_per_cpu_s"] > 0
+  assert floor["stage"] == "jpeg_floor" and floor["frames"] == 16
+  assert all(floor[f"decode_ms_ratio{r}"] > 0 for r in (1, 2, 4, 8))
+
+
+def test_numpy_pipeline_does_the_same_work(tmp_path):
+  """The release-style numpy/OpenCV baseline (benchmarks/numpy_pipeline.py) makes what ours
+  makes: a normalised 16x112x112 clip with 3 box trajectories inside the frame. OpenCV is a
+  benchmark-only dependency (`pip install -e ".[bench]"`); without it this test skips."""
+  import pytest
+  pytest.importorskip("cv2")
+  import numpy as np
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  try:
+    import numpy_pipeline
+  finally:
+    sys.path.pop(0)
+  import tensorflow as tf
+  from ctp_tf.data import shards
+  rng = np.random.default_rng(0)
+  records = []
+  for v in range(2):
+    jpegs = [tf.io.encode_jpeg(rng.integers(0, 256, (72, 96, 3), dtype=np.uint8)).numpy()
+             for _ in range(20)]
+    records.append(shards.make_sequence_example(
+        jpegs, media_id=f"v{v}", label_index=0, label_string="c", height=72, width=96,
+        frame_rate=25.0, index=v).SerializeToString())
+  shards.write_tfrecord_atomic(str(tmp_path / shards.shard_name("train", 0, 1)), records)
+  zips = numpy_pipeline.shards_to_zips(str(tmp_path))
+  assert len(zips) == 2 and all(n == 20 for _, n in zips)
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    clip, trajs = numpy_pipeline.sample(*zips[0], rng)
+    assert clip.shape == (3, 16, 112, 112) and clip.dtype == np.float32
+    assert np.isfinite(clip).all() and -3 < clip.mean() < 3
+    assert len(trajs) == 3
+    for boxes in trajs:
+      assert boxes.shape == (16, 4) and boxes.min() >= 0 and boxes.max() <= 112
+      assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
