@@ -49,9 +49,18 @@ repeated runs of the same code differ by ~10%), batch 32, 32 synthetic videos x 
     run with 1 gave 30.2 (171x128: 23.2): inconclusive, within the noise of this machine.
 The 2x-the-PyTorch-release goal (>= 198 clips/s per core, i.e. <= 5 ms/clip) is NOT reached:
 ~30 CPU-ms/clip at 320x240 (decode+scale+crop ~13, synthesis ~9-10, colour ~3-4, read ~3).
+And it cannot be with these frames: `--stages=jpeg_floor` decodes the 16 frames and nothing
+else, and took 8.1 ms per clip at full scale and 5.3 ms at 1/8 scale (mostly entropy decoding,
+which no crop window or DCT scaling skips) at 320x240, q90, 22.6 KB per frame.
+Later, on an idle machine (load < 1), --videos=32 --frames=60 --batches=8: 320x240 1 core
+34.4 clips/s wall (35.6 per CPU-s), 2 cores 66.1 (1.92x); 171x128 58.5 and 103.2 (1.76x).
+Alternated with `benchmarks/numpy_pipeline.py` (the release's kind of per-sample numpy/OpenCV
+pipeline on the same JPEGs): ours 35.9, 38.0, 32.7 clips per CPU-s at 320x240, the numpy one
+37.5, 31.5, 31.4; at 171x128 58.6 against 49.7. On par, not 2x.
 
   python benchmarks/pretrain_pipeline.py --output=/tmp/pretrain_pipeline.json
   python benchmarks/pretrain_pipeline.py --reduced_decode=1.6 --stages=decode,synthesis
+  python benchmarks/pretrain_pipeline.py --stages=jpeg_floor --threads=1
 """
 
 import json
