@@ -1,7 +1,8 @@
 """The whole CtP protocol on the embedded demo data, with an honest comparison.
 
-For each seed: CtP pretraining (`configs/demo.py`) -> export -> retrieval with the CtP encoder
-and with a random encoder of the same architecture -> finetuning from scratch and from the CtP
+For each seed: CtP pretraining (`configs/demo.py`) -> export -> zero-shot tracking of the test
+videos' own object (`ctp_tf.demo_tracking`: does the pretext transfer?) -> retrieval with the CtP
+encoder and with a random encoder of the same architecture -> finetuning from scratch and from the CtP
 export (same config, budget and seed) -> 10-clip evaluation of both. Then `report.md` with a
 table of what the runs produced (mean and spread over seeds) and figures.
 
@@ -25,8 +26,8 @@ TINY_DATA = dict(train_per_class=3, test_per_class=2, width=48, height=40, min_f
                  max_frames=16)
 
 
-STAGES = ("pretrain", "random_encoder", "retrieval_ctp", "retrieval_random", "finetune_scratch",
-          "evaluate_scratch", "finetune_ctp", "evaluate_ctp")
+STAGES = ("pretrain", "object_tracking", "random_encoder", "retrieval_ctp", "retrieval_random",
+          "finetune_scratch", "evaluate_scratch", "finetune_ctp", "evaluate_ctp")
 
 
 def _load_config(name):
@@ -136,6 +137,17 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False):
                                                     workdir=os.path.join(d, "pretrain"))))
   ctp_export = os.path.join(d, "pretrain", "export")
 
+  def object_tracking():
+    # Whether the tracking learned on pasted patches carries over to the object whose motion
+    # defines the class: the question the finetuning comparison alone cannot answer.
+    from ctp_tf import demo_tracking
+    clips, boxes = demo_tracking.object_clips(data_dir, clip_len=int(pcfg.data.clip_len),
+                                              crop_size=int(pcfg.data.crop_size))
+    model = demo_tracking.load_pretrained(os.path.join(d, "pretrain"), pcfg)
+    return demo_tracking.tracking_iou(model, clips, boxes, pcfg.synthesis, seed=seed)
+
+  track = stages.run("object_tracking", os.path.join(d, "object_tracking.json"), object_tracking)
+
   def random_export():
     path = os.path.join(d, "random_export")
     retrieval.random_encoder_export(path, arch=pcfg.model.arch,
@@ -172,6 +184,8 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False):
       "finetune_ctp": {k: runs["ctp"][k] for k in ("top1", "top5")},
       "pretext_iou": pre.get("iou"),
       "pretext_iou_static": pre.get("iou_static"),
+      "tracking": {k: track[k] for k in ("num_clips", "object_iou", "object_iou_static",
+                                         "pasted_iou", "pasted_iou_static")},
       "seconds": dict(stages.times),
       "dir": d,
   }
@@ -279,6 +293,12 @@ def summary_table(rows):
                  f"{_stat(g('finetune_ctp', k))} | {_stat(g('finetune_scratch', k))} | {n} |")
   lines.append(f"| pretext IoU, frames 1..T-1 (baseline: static guess) | "
                f"{_stat(g('pretext_iou'))} | {_stat(g('pretext_iou_static'))} | {n} |")
+  lines.append(f"| zero-shot IoU on patches pasted into the test clips (baseline: static guess) | "
+               f"{_stat(g('tracking', 'pasted_iou'))} | "
+               f"{_stat(g('tracking', 'pasted_iou_static'))} | {n} |")
+  lines.append(f"| zero-shot IoU on the test videos' own object (baseline: static guess) | "
+               f"{_stat(g('tracking', 'object_iou'))} | "
+               f"{_stat(g('tracking', 'object_iou_static'))} | {n} |")
   epochs = sorted({int(e) for r in rows for arm in (r.get("finetune_val_top1") or {}).values()
                    for e in arm})
   if epochs:   # how fast each arm gets there (the paper's Figure 1), not only where it ends
@@ -321,6 +341,15 @@ def verdict(rows, pretext_margin=0.01):
   if learned == 0:
     parts.append("So the network did not learn to track the patches in this budget: any "
                  "difference in the rows above does not come from learned tracking.")
+  measured = sum(1 for r in rows if _dig(r, ("tracking", "object_iou")) is not None)
+  if measured:
+    tracks = wins(("tracking", "object_iou"), ("tracking", "object_iou_static"), pretext_margin)
+    parts.append(f"Given only its frame-0 box, the pretrained model followed the test videos' "
+                 f"own object better than the static guess (by more than {pretext_margin}) in "
+                 f"{tracks} of {measured} seeds.")
+    if learned and not tracks:
+      parts.append("So the tracking it learned on pasted patches did not carry over to the "
+                   "object whose motion defines the classes.")
   return " ".join(parts)
 
 

@@ -60,6 +60,12 @@ def test_table_numbers_come_from_the_runs(tiny_demo):
       in report
   assert f"| {row['retrieval_ctp']['top5']:.3f} | {row['retrieval_random']['top5']:.3f} |" \
       in report
+  # Zero-shot tracking: the stage's own numbers, IoUs, on clips where the object was found.
+  track = _load(os.path.join(seed_dir, "object_tracking.json"))
+  assert row["tracking"] == track and track["num_clips"] > 0
+  for k in ("object_iou", "object_iou_static", "pasted_iou", "pasted_iou_static"):
+    assert 0 <= track[k] <= 1, k
+  assert (f"| {track['object_iou']:.3f} | {track['object_iou_static']:.3f} |") in report
   # The per-epoch validation curve is each finetuning run's own history.
   for arm in ("ctp", "scratch"):
     hist = _load(os.path.join(seed_dir, f"finetune_{arm}", "history.json"))["epochs"]
@@ -80,7 +86,7 @@ def test_rerun_skips_finished_stages(tiny_demo):
                          f"--out_dir={out}"], capture_output=True, text=True, env=env,
                         timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.count("skipped") == 8
+  assert proc.stdout.count("skipped") == 9
   after = _load(os.path.join(out, "results.json"))
   assert [r["finetune_ctp"] for r in after] == [r["finetune_ctp"] for r in before]
 
@@ -96,3 +102,28 @@ def test_verdict_counts_wins_and_names_an_unlearned_pretext():
   assert "by more than 0.01 in 1 of 2" in text and "did not learn" not in text
   text = demo.verdict([row])   # 0.005 above the static guess is not learning to track
   assert "in 0 of 1" in text and "did not learn to track" in text
+
+
+def test_verdict_says_when_tracking_does_not_carry_over():
+  from ctp_tf import demo
+  row = {"pretext_iou": 0.55, "pretext_iou_static": 0.45,
+         "tracking": {"object_iou": 0.35, "object_iou_static": 0.35}}
+  text = demo.verdict([row, dict(row)])
+  assert "own object better than the static guess (by more than 0.01) in 0 of 2" in text
+  assert "did not carry over" in text
+  moved = dict(row, tracking={"object_iou": 0.45, "object_iou_static": 0.35})
+  text = demo.verdict([row, moved])
+  assert "in 1 of 2" in text and "did not carry over" not in text
+
+
+def test_bright_boxes_find_the_white_object_per_frame():
+  import numpy as np
+  from ctp_tf import demo_tracking
+  clips = np.full((2, 3, 10, 12, 3), 60, np.uint8)
+  clips[..., 0] = 160            # the demo background's brightest channel stays <= 160
+  for t in range(3):
+    clips[0, t, 2:5, 3 + t:7 + t] = 255
+  clips[1, 0, 4:6, 4:6] = 255    # video 1 loses its object after frame 0
+  boxes, found = demo_tracking.bright_boxes(clips)
+  assert found.tolist() == [True, False]
+  assert boxes[0].tolist() == [[3, 2, 7, 5], [4, 2, 8, 5], [5, 2, 9, 5]]
