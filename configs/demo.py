@@ -37,7 +37,9 @@ def get_config():
   # it ended at IoU 0.44 = the static guess, where fc1 at 0.025 reached 0.50.
   c.model.head_init_stds = (0.025, 0.001)
   # Budget: the CtP train step at this size takes ~0.45 s for batch 8 on an idle 2-core
-  # machine, so 24 epochs x 24 steps (192 demo videos / 8) is about 4.5 minutes.
+  # machine, so 24 epochs x 24 steps (192 demo videos / 8) is about 4.5 minutes. Twice that
+  # (48 epochs, decay at 40; 3 seeds) made the model follow the videos' own object zero-shot
+  # and improved retrieval, but finetuning from it ended lower (0.58 against 0.67; README).
   # lr 0.2 at batch 32 (0.05 at the demo's batch 8). At 0.05 (0.0125) the IoU stayed on the
   # static guess for all 480 steps (version-2 data and two version-3 candidates). At 0.2, with
   # the reference patch settings on version-3 data, it left it after about 400 steps in seed 0
