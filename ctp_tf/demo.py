@@ -1,10 +1,10 @@
 """The whole CtP protocol on the embedded demo data, with an honest comparison.
 
 For each seed: CtP pretraining (`configs/demo.py`) -> export -> zero-shot tracking of the test
-videos' own object (`ctp_tf.demo_tracking`: does the pretext transfer?) -> retrieval with the CtP
-encoder and with a random encoder of the same architecture -> finetuning from scratch and from the CtP
-export (same config, budget and seed) -> 10-clip evaluation of both. Then `report.md` with a
-table of what the runs produced (mean and spread over seeds) and figures.
+videos' own object (`ctp_tf.demo_tracking`: does the pretext transfer?) -> retrieval with the
+CtP encoder and with a random encoder of the same architecture -> finetuning from scratch and
+from the CtP export (same config, budget and seed) -> 10-clip evaluation of both. Then
+`report.md` with a table of what the runs produced (mean and spread over seeds) and figures.
 
 Every stage writes into its own directory and is skipped when its result exists, so a killed
 demo re-run continues where it stopped (pretraining and finetuning resume mid-run themselves).
@@ -141,9 +141,10 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False):
     # Whether the tracking learned on pasted patches carries over to the object whose motion
     # defines the class: the question the finetuning comparison alone cannot answer.
     from ctp_tf import demo_tracking
+    from ctp_tf.downstream import export
     clips, boxes = demo_tracking.object_clips(data_dir, clip_len=int(pcfg.data.clip_len),
                                               crop_size=int(pcfg.data.crop_size))
-    model = demo_tracking.load_pretrained(os.path.join(d, "pretrain"), pcfg)
+    model = export.load_ctp_workdir(os.path.join(d, "pretrain"))[0]
     return demo_tracking.tracking_iou(model, clips, boxes, pcfg.synthesis, seed=seed)
 
   track = stages.run("object_tracking", os.path.join(d, "object_tracking.json"), object_tracking)
@@ -184,8 +185,7 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False):
       "finetune_ctp": {k: runs["ctp"][k] for k in ("top1", "top5")},
       "pretext_iou": pre.get("iou"),
       "pretext_iou_static": pre.get("iou_static"),
-      "tracking": {k: track[k] for k in ("num_clips", "object_iou", "object_iou_static",
-                                         "pasted_iou", "pasted_iou_static")},
+      "tracking": track,
       "seconds": dict(stages.times),
       "dir": d,
   }

@@ -256,12 +256,12 @@ def latest_weights(workdir):
                           f"{workdir!r}: nothing to export (has pretraining run there?).")
 
 
-def export_from_workdir(workdir, export_dir, *, checkpoint=None):
-  """Rebuilds the CtP model of a pretraining workdir, loads its newest (or the given) weights
-  and exports the encoder (`scripts/export.py`).
+def load_ctp_workdir(workdir, *, checkpoint=None):
+  """Rebuilds the CtP model (backbone and head) of a pretraining workdir and loads its newest
+  (or the given) weights.
 
   Returns:
-    The export config dict.
+    (model, config, weights path).
   """
   import ml_collections
 
@@ -277,11 +277,9 @@ def export_from_workdir(workdir, export_dir, *, checkpoint=None):
   weights = checkpoint or latest_weights(workdir)
   if not os.path.exists(weights):
     raise FileNotFoundError(f"--checkpoint {weights!r} does not exist.")
-  clip_shape = (int(config.data.clip_len), int(config.data.crop_size),
-                int(config.data.crop_size))
+  t, h, w = _clip_shape(config)
   num_boxes = int(config.synthesis.num_trajectories)
-  model = models.build_ctp_model(config.model, clip_shape=clip_shape, num_boxes=num_boxes)
-  t, h, w = clip_shape
+  model = models.build_ctp_model(config.model, clip_shape=(t, h, w), num_boxes=num_boxes)
   boxes = np.tile(np.array([0, 0, min(8, w - 1), min(8, h - 1)], np.float32),
                   (1, num_boxes, t, 1))
   model({"clip": np.zeros((1, t, h, w, 3), np.uint8), "boxes": boxes}, training=False)
@@ -291,5 +289,20 @@ def export_from_workdir(workdir, export_dir, *, checkpoint=None):
   except Exception as e:
     raise ExportError(f"cannot load {weights} into the {config.model.arch} CtP model of "
                       f"{cfg_path}: {type(e).__name__}: {e}") from e
-  return export_encoder(model, export_dir, config=config, clip_shape=clip_shape,
+  return model, config, weights
+
+
+def _clip_shape(config):
+  return (int(config.data.clip_len), int(config.data.crop_size), int(config.data.crop_size))
+
+
+def export_from_workdir(workdir, export_dir, *, checkpoint=None):
+  """Exports the encoder of a pretraining workdir's newest (or the given) weights
+  (`scripts/export.py`).
+
+  Returns:
+    The export config dict.
+  """
+  model, config, weights = load_ctp_workdir(workdir, checkpoint=checkpoint)
+  return export_encoder(model, export_dir, config=config, clip_shape=_clip_shape(config),
                         source=os.path.abspath(weights))
