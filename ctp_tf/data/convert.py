@@ -294,7 +294,8 @@ def convert_shard(task, settings, report=None):
   report = report or _report
   info = {"split": task.split, "shard": task.shard, "num_shards": task.num_shards,
           "settings": settings, "media_ids": [e.media_id for _, e in task.items],
-          "videos": 0, "frames": 0, "failures": [], "partial": [], "header_mismatches": []}
+          "videos": 0, "frames": 0, "failures": [], "partial": [], "header_mismatches": [],
+          "started": time.time()}  # wall-clock span of the work, for benchmarks
 
   def records():
     for index, entry in task.items:
@@ -322,6 +323,7 @@ def convert_shard(task, settings, report=None):
       yield example.SerializeToString()
 
   shards.write_tfrecord_atomic(task.path, records())
+  info["finished"] = time.time()
   shards.write_json_atomic(task.info_path, info)
   return info
 
@@ -506,6 +508,15 @@ def check_splits(meta, out_dir):
           f"e.g. {failed[0]['path']}: {failed[0]['reason']}")
 
 
+def conversion_span(infos):
+  """Seconds from the first shard's start to the last shard's end: the conversion itself,
+  without worker start-up (None when no shard was written)."""
+  infos = [i for i in infos if "started" in i and "finished" in i]
+  if not infos:
+    return None
+  return round(max(i["finished"] for i in infos) - min(i["started"] for i in infos), 3)
+
+
 def report_done(meta, out_dir, seconds, written, skipped):
   videos = sum(s["videos"] for s in meta["splits"].values())
   frames = sum(s["frames"] for s in meta["splits"].values())
@@ -584,6 +595,7 @@ def convert_dataset(splits, out_dir, *, classes, resize_short=128, workers=1,
       "frames_per_second": round(bar.frames / seconds, 1) if seconds > 0 else 0.0,
       "splits": meta_splits, "shards_written": len(todo), "shards_skipped": len(done),
       "workers": max(1, min(workers, len(todo))),
+      "convert_span_seconds": conversion_span(results.values()),
   }
   if progress:
     report_done(meta, out_dir, seconds, len(todo), len(done))

@@ -148,6 +148,14 @@ def pipeline_options(runner, beam_options="", workers=1):
   return flags + extra
 
 
+def _direct_workers(flags):
+  """DirectRunner's worker count from the final flags (None for other runners)."""
+  if "--runner=DirectRunner" not in flags:
+    return None
+  values = [f.split("=", 1)[1] for f in flags if f.startswith("--direct_num_workers=")]
+  return int(values[-1]) if values else 1
+
+
 def _check_paths(runner, out_dir, splits):
   if runner != "DataflowRunner":
     return
@@ -264,7 +272,8 @@ def convert_dataset(splits, out_dir, *, classes, runner="DirectRunner", beam_opt
                            if seconds > 0 else 0.0,
       "splits": meta["splits"], "shards_written": len(plan.todo),
       "shards_skipped": len(plan.done), "runner": runner, "beam_counters": counters,
-      "workers": max(1, int(workers)) if runner == "DirectRunner" else None,
+      "workers": _direct_workers(flags),
+      "convert_span_seconds": convert.conversion_span(results.values()),
   }
   if progress:
     if counters is not None:
