@@ -26,6 +26,7 @@ split failed (dataset.json then lists the failures).
 """
 
 import json
+import logging
 import os
 import sys
 
@@ -77,6 +78,8 @@ def main(argv):
     raise app.UsageError("--resize_short must be >= 0")
   if not 1 <= _JPEG_QUALITY.value <= 100:
     raise app.UsageError("--jpeg_quality must be in 1..100")
+  # Beam's INFO lines (job service, workers) would bury the progress lines.
+  logging.getLogger("apache_beam").setLevel(logging.WARNING)
   try:
     summary = convert.make_tfrecords(
         _DATASET.value, _VIDEO_DIR.value, _OUT_DIR.value, split_dir=_SPLIT_DIR.value,

@@ -254,3 +254,20 @@ def test_all_missing_split_fails_before_work_and_empty_split_warns(tmp_path, cap
                                     classes=["jump"], resize_short=0, progress=True)
   assert summary["splits"]["val"]["videos"] == 0
   assert "warning: split 'val' has no videos" in capsys.readouterr().err
+
+
+def test_direct_runner_runs_the_fn_api_runner_on_the_workers_asked():
+  """Not Beam's DirectRunner switch, which first downloads Prism (ignoring the worker count)."""
+  from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+  from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+  flags = convert_beam.pipeline_options("DirectRunner", "", workers=3)
+  options = PipelineOptions(flags)
+  assert isinstance(convert_beam._runner("DirectRunner", options), FnApiRunner)  # noqa: SLF001
+  direct = options.view_as(DirectOptions)
+  assert direct.direct_num_workers == 3 and direct.direct_running_mode == "multi_processing"
+  assert convert_beam._direct_workers(flags) == 3  # noqa: SLF001
+  mine = convert_beam.pipeline_options(
+      "DirectRunner", "--direct_num_workers=1 --direct_running_mode=multi_threading", workers=3)
+  assert PipelineOptions(mine).view_as(DirectOptions).direct_running_mode == "multi_threading"
+  assert convert_beam._direct_workers(mine) == 1  # noqa: SLF001
+  assert convert_beam._runner("DataflowRunner", options) is None  # noqa: SLF001

@@ -148,6 +148,20 @@ def pipeline_options(runner, beam_options="", workers=1):
   return flags + extra
 
 
+def _runner(name, options):
+  """DirectRunner: Beam's FnApiRunner, set up as DirectRunner sets it up. DirectRunner itself
+  would first try Prism, a binary it downloads at run time (which ignores
+  --direct_num_workers), and fall back to the FnApiRunner when that fails. Others: by name."""
+  if name != "DirectRunner":
+    return None
+  from apache_beam.portability.api import beam_provision_api_pb2  # noqa: PLC0415
+  from apache_beam.runners.portability.fn_api_runner import fn_runner  # noqa: PLC0415
+  from apache_beam.runners.portability.portable_runner import JobServiceHandle  # noqa: PLC0415
+  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+  return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
 def _direct_workers(flags):
   """DirectRunner's worker count from the final flags (None for other runners)."""
   if "--runner=DirectRunner" not in flags:
@@ -239,7 +253,8 @@ def convert_dataset(splits, out_dir, *, classes, runner="DirectRunner", beam_opt
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
       list(pool.map(lambda t: _write_text(task_file(t), task_to_json(t)), plan.todo))
     from apache_beam.options.pipeline_options import PipelineOptions  # noqa: PLC0415
-    p = beam.Pipeline(options=PipelineOptions(flags))
+    options = PipelineOptions(flags)
+    p = beam.Pipeline(runner=_runner(runner, options), options=options)
     out = (p
            | "ShardTasks" >> beam.Create(task_files, reshuffle=False)
            | "Distribute" >> beam.Reshuffle()
