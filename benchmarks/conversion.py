@@ -10,9 +10,11 @@ call to the end of dataset.json, worker start-up included.
 --beam compares Apache Beam's DirectRunner on K worker processes (--workers, default 2) with the
 local path on K worker processes, per video, runs alternating (local, beam, local, beam, ...) so
 that a busy machine slows both alike. Each run reports its wall seconds per video (start-up
-included), the span from the first shard's start to the last shard's end (the conversion
-itself, without starting workers) per video, and the driver's CPU seconds; `beam_vs_local` and
-`beam_vs_local_span` are ratios of the medians (< 1: Beam is faster per video). DirectRunner
+included), the span from the first shard's start to the last shard's end (without the time
+to start the first worker; with any later worker's start-up lag) per video, the workers' busy
+seconds per video (the sum of every shard's start-to-end time: the cost of the conversion
+itself) and the driver's CPU seconds; the `beam_vs_local*` entries are ratios of the medians
+(< 1: Beam is faster per video). DirectRunner
 runs in each of --beam_modes (worker processes, or threads of this process).
 """
 
@@ -107,6 +109,7 @@ def _compare_beam(demo, tmp, made, make_seconds):
                    "convert_span_seconds": span,
                    "span_seconds_per_video": round(span / videos, 4),
                    "startup_and_overhead_seconds": round(summary["seconds"] - span, 2),
+                   "worker_seconds_per_video": round(summary["worker_seconds"] / videos, 4),
                    "driver_cpu_seconds": round(time.process_time() - cpu0, 2),
                    "videos": summary["videos"], "frames": summary["frames"],
                    "failures": summary["failures"],
@@ -117,6 +120,7 @@ def _compare_beam(demo, tmp, made, make_seconds):
     return {p: statistics.median(r[key] for r in runs if r["path"] == p) for p in paths}
 
   per_video, span = median("seconds_per_video"), median("span_seconds_per_video")
+  work = median("worker_seconds_per_video")
   print(json.dumps({
       "benchmark": "conversion --beam", "dataset": "demo (ucf101 layout)",
       "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
@@ -128,6 +132,9 @@ def _compare_beam(demo, tmp, made, make_seconds):
                         for p in paths if p != "local"},
       "beam_vs_local_span": {p: round(span[p] / span["local"], 3)
                              for p in paths if p != "local"},
+      "median_worker_seconds_per_video": work,
+      "beam_vs_local_worker_seconds": {p: round(work[p] / work["local"], 3)
+                                       for p in paths if p != "local"},
       "runs": runs}, indent=2))
 
 

@@ -517,6 +517,12 @@ def conversion_span(infos):
   return round(max(i["finished"] for i in infos) - min(i["started"] for i in infos), 3)
 
 
+def worker_seconds(infos):
+  """Seconds the workers spent converting (the sum over written shards of start to end)."""
+  return round(sum(i["finished"] - i["started"] for i in infos
+                   if "started" in i and "finished" in i), 3)
+
+
 def report_done(meta, out_dir, seconds, written, skipped):
   videos = sum(s["videos"] for s in meta["splits"].values())
   frames = sum(s["frames"] for s in meta["splits"].values())
@@ -596,6 +602,7 @@ def convert_dataset(splits, out_dir, *, classes, resize_short=128, workers=1,
       "splits": meta_splits, "shards_written": len(todo), "shards_skipped": len(done),
       "workers": max(1, min(workers, len(todo))),
       "convert_span_seconds": conversion_span(results.values()),
+      "worker_seconds": worker_seconds(results.values()),
   }
   if progress:
     report_done(meta, out_dir, seconds, len(todo), len(done))

@@ -289,6 +289,7 @@ def convert_dataset(splits, out_dir, *, classes, runner="DirectRunner", beam_opt
       "shards_skipped": len(plan.done), "runner": runner, "beam_counters": counters,
       "workers": _direct_workers(flags),
       "convert_span_seconds": convert.conversion_span(results.values()),
+      "worker_seconds": convert.worker_seconds(results.values()),
   }
   if progress:
     if counters is not None:
