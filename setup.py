@@ -2,6 +2,10 @@
 
 from setuptools import find_packages, setup
 
+# apache-beam 2.77 needs protobuf < 7 and TensorFlow 2.21 accepts >= 6.31.1, < 8: together they
+# resolve to protobuf 6.x (checked: pip install -e ".[test,beam]" && pip check).
+BEAM = ["apache-beam>=2.77,<3", "protobuf>=6.31.1,<7"]
+
 setup(
     name="ctp_tf",
     version="0.1.0",
@@ -21,8 +25,12 @@ setup(
     ],
     extras_require={
         # h5py: tests open the .weights.h5 backups directly (keras depends on it too).
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.6,<0.11", "h5py>=3.10,<4"],
+        # apache-beam: the Beam conversion tests run in CI (not skipped), so the test extra has it.
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.6,<0.11", "h5py>=3.10,<4",
+                 *BEAM],
         # benchmarks/numpy_pipeline.py: the PyTorch release's kind of pipeline, for comparison.
         "bench": ["opencv-python-headless>=4.8,<6"],
+        # scripts/make_tfrecords.py --beam_runner=...: conversion on Dataflow / Flink / Spark.
+        "beam": BEAM,
     },
 )

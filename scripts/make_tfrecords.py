@@ -12,14 +12,21 @@
   python scripts/make_tfrecords.py --dataset=folder --video_dir=my_videos --out_dir=shards/mine
   python scripts/make_tfrecords.py --dataset=list --video_dir=clips \\
       --annotations=train=train.txt,test=test.txt --out_dir=shards/clips
+  # The same conversion as an Apache Beam pipeline (pip install -e ".[beam]"); README has a
+  # complete Dataflow command.
+  python scripts/make_tfrecords.py --dataset=kinetics --video_dir=gs://B/k400 \\
+      --annotations=k400_csv/ --out_dir=gs://B/shards/k400 --beam_runner=DataflowRunner \\
+      --beam_options="--project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py"
 
 Bad input (missing split files, unknown classes, listed videos not on disk) stops before any
 work with the files named. Videos that fail to decode are listed in dataset.json["failures"].
 Re-running the same command after an interruption writes only the missing shards.
-Exit status: 0 done (failures, if any, are in dataset.json), 2 bad input.
+Exit status: 0 done (failures, if any, are in dataset.json), 2 bad input or every video of a
+split failed (dataset.json then lists the failures).
 """
 
 import json
+import logging
 import os
 import sys
 
@@ -53,16 +60,26 @@ _KEEP_PARTIAL = flags.DEFINE_bool("keep_partial", False, "Keep the frames decode
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rewrite all shards (no resume) and remove "
                                "shards of these splits this run would not write.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress line.")
+_BEAM_RUNNER = flags.DEFINE_enum(
+    "beam_runner", None, ["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"],
+    "Convert with an Apache Beam pipeline on this runner (needs pip install -e \".[beam]\"); "
+    "unset: worker processes on this machine (--workers).")
+_BEAM_OPTIONS = flags.DEFINE_string(
+    "beam_options", "", "More Beam pipeline options, one string, e.g. \"--project=P --region=R "
+    "--temp_location=gs://B/tmp --setup_file=./setup.py\". DirectRunner runs --workers "
+    "processes unless this sets --direct_num_workers.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from ctp_tf.data import convert, converters  # noqa: PLC0415
+  from ctp_tf.data import convert, convert_beam, converters  # noqa: PLC0415
   if _RESIZE_SHORT.value < 0:
     raise app.UsageError("--resize_short must be >= 0")
   if not 1 <= _JPEG_QUALITY.value <= 100:
     raise app.UsageError("--jpeg_quality must be in 1..100")
+  # Beam's INFO lines (job service, workers) would bury the progress lines.
+  logging.getLogger("apache_beam").setLevel(logging.WARNING)
   try:
     summary = convert.make_tfrecords(
         _DATASET.value, _VIDEO_DIR.value, _OUT_DIR.value, split_dir=_SPLIT_DIR.value,
@@ -70,8 +87,10 @@ def main(argv):
         resize_short=_RESIZE_SHORT.value, workers=max(1, _WORKERS.value),
         videos_per_shard=_VIDEOS_PER_SHARD.value, num_shards=_NUM_SHARDS.value,
         jpeg_quality=_JPEG_QUALITY.value, keep_partial=_KEEP_PARTIAL.value,
-        overwrite=_OVERWRITE.value, progress=not _QUIET.value)
-  except (converters.DatasetError, FileExistsError) as e:
+        overwrite=_OVERWRITE.value, progress=not _QUIET.value, beam_runner=_BEAM_RUNNER.value,
+        beam_options=_BEAM_OPTIONS.value)
+  except (converters.DatasetError, FileExistsError, convert.AllVideosFailedError,
+          convert_beam.BeamSetupError) as e:
     sys.stderr.write(f"error: {e}\n")
     return 2
   print(json.dumps(summary, sort_keys=True))

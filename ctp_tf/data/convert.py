@@ -99,8 +99,34 @@ def _encode_jpeg(rgb, quality):
   return tf.io.encode_jpeg(rgb, quality=quality, chroma_downsampling=True).numpy()
 
 
+def is_remote(path):
+  """True for paths only tf.io.gfile reads (gs://, s3://, ram://...), not the local disk."""
+  return "://" in str(path)
+
+
+def _decode_remote(path, **kwargs):
+  """Copies a remote video (gs://...) to a local temporary file, which PyAV can open."""
+  import tempfile  # noqa: PLC0415
+  import tensorflow as tf  # noqa: PLC0415
+  if not tf.io.gfile.exists(path):
+    raise VideoDecodeError("file not found")
+  fd, local = tempfile.mkstemp(prefix="ctp_video_", suffix=os.path.splitext(path)[1])
+  os.close(fd)
+  try:
+    tf.io.gfile.copy(path, local, overwrite=True)
+    return decode_video(local, **kwargs)
+  finally:
+    os.remove(local)
+
+
 def decode_video(path, *, resize_short=128, jpeg_quality=90, keep_partial=False):
-  """Decodes one video into JPEG frames. Raises `VideoDecodeError` with the failure reason."""
+  """Decodes one video into JPEG frames. Raises `VideoDecodeError` with the failure reason.
+
+  `path` may be remote (gs://...): it is then copied to a local temporary file first.
+  """
+  if is_remote(path):
+    return _decode_remote(path, resize_short=resize_short, jpeg_quality=jpeg_quality,
+                          keep_partial=keep_partial)
   if not os.path.isfile(path):
     raise VideoDecodeError("file not found")
   if os.path.getsize(path) == 0:
@@ -260,11 +286,16 @@ def _report(videos, frames, failures):
         (videos, frames, failures))
 
 
-def convert_shard(task, settings):
-  """Writes one whole shard (temp name + rename) and then its sidecar; returns the sidecar."""
+def convert_shard(task, settings, report=None):
+  """Writes one whole shard (temp name + rename) and then its sidecar; returns the sidecar.
+
+  `report(videos, frames, failures)` is called after each video (default: the progress queue).
+  """
+  report = report or _report
   info = {"split": task.split, "shard": task.shard, "num_shards": task.num_shards,
           "settings": settings, "media_ids": [e.media_id for _, e in task.items],
-          "videos": 0, "frames": 0, "failures": [], "partial": [], "header_mismatches": []}
+          "videos": 0, "frames": 0, "failures": [], "partial": [], "header_mismatches": [],
+          "started": time.time()}  # wall-clock span of the work, for benchmarks
 
   def records():
     for index, entry in task.items:
@@ -274,7 +305,7 @@ def convert_shard(task, settings):
                              keep_partial=settings["keep_partial"])
       except VideoDecodeError as e:
         info["failures"].append({"path": entry.path, "reason": str(e), "split": task.split})
-        _report(1, 0, 1)
+        report(1, 0, 1)
         continue
       if video.error:
         info["partial"].append({"path": entry.path, "frames": len(video.jpegs),
@@ -288,10 +319,11 @@ def convert_shard(task, settings):
           frame_rate=video.frame_rate, index=index)
       info["videos"] += 1
       info["frames"] += len(video.jpegs)
-      _report(1, len(video.jpegs), 0)
+      report(1, len(video.jpegs), 0)
       yield example.SerializeToString()
 
   shards.write_tfrecord_atomic(task.path, records())
+  info["finished"] = time.time()
   shards.write_json_atomic(task.info_path, info)
   return info
 
@@ -391,6 +423,120 @@ def _drain(q, progress):
       return
 
 
+class AllVideosFailedError(ValueError):
+  """Every video of a split failed to convert: the split would be empty (dataset.json is kept)."""
+
+
+@dataclasses.dataclass
+class ConversionPlan:
+  """What a conversion will do, found before any decoding (shared by the local and Beam paths)."""
+  out_dir: str
+  settings: dict
+  tasks: list                  # every ShardTask of every split, in plan order
+  done: dict                   # shard path -> sidecar of complete shards kept from a past run
+  todo: list                   # ShardTasks to write, largest first
+
+
+def plan_conversion(splits, out_dir, *, classes, resize_short=128, videos_per_shard=None,
+                    num_shards=None, min_shards=DEFAULT_MIN_SHARDS, jpeg_quality=90,
+                    keep_partial=False, overwrite=False, progress=True, failures=()):
+  """The checks before any work (labels, foreign or conflicting shards) and the shard plan."""
+  import tensorflow as tf  # noqa: PLC0415
+  settings = _settings(resize_short, jpeg_quality, keep_partial)
+  for split, entries in splits.items():
+    bad = [e for e in entries if not 0 <= e.label < len(classes) and e.label != -1]
+    if bad:
+      raise ValueError(f"split {split!r}: labels outside 0..{len(classes) - 1} for "
+                       f"{[e.path for e in bad[:10]]}")
+  for split, entries in splits.items():
+    if entries:
+      continue
+    missing = [f for f in failures if f.get("split") == split]
+    if missing:  # --skip_missing and nothing of the split is on disk: known before any work
+      raise AllVideosFailedError(
+          f"every video of split {split!r} failed before conversion ({len(missing)} of "
+          f"{len(missing)}), e.g. {missing[0]['path']}: {missing[0]['reason']}")
+    if progress:
+      sys.stderr.write(f"warning: split {split!r} has no videos: its shards will be empty\n")
+  tf.io.gfile.makedirs(os.path.join(out_dir, SHARD_INFO_DIR))
+  tasks = plan_shards(splits, out_dir, videos_per_shard=videos_per_shard,
+                      num_shards=num_shards, min_shards=min_shards)
+  done = _check_existing(tasks, out_dir, settings, overwrite)
+  todo = [t for t in tasks if t.path not in done]
+  # Largest shards first: the last worker to finish then has the least left to do.
+  todo.sort(key=lambda t: -len(t.items))
+  return ConversionPlan(out_dir, settings, tasks, done, todo)
+
+
+def assemble_dataset_json(plan, infos, *, classes, failures=(), source=None):
+  """dataset.json from every shard's sidecar (`infos`: shard path -> sidecar), in plan order."""
+  meta_splits, all_failures = {}, list(failures)
+  partial, mismatches = [], []
+  for t in plan.tasks:
+    info = infos[t.path]
+    s = meta_splits.setdefault(t.split, {"videos": 0, "frames": 0, "shards": t.num_shards})
+    s["videos"] += info["videos"]
+    s["frames"] += info["frames"]
+    all_failures.extend(info["failures"])
+    partial.extend(info.get("partial", []))
+    mismatches.extend(info.get("header_mismatches", []))
+  return {
+      "classes": list(classes),
+      "splits": meta_splits,
+      "failures": all_failures,
+      "resize_short": int(plan.settings["resize_short"]),
+      "jpeg_quality": int(plan.settings["jpeg_quality"]),
+      "source": source or {},
+      "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "format_version": FORMAT_VERSION,
+      "partial": partial,
+      "header_mismatches": mismatches,
+  }
+
+
+def check_splits(meta, out_dir):
+  """Raises `AllVideosFailedError` when every video of a split failed (empty splits: a warning
+  from `plan_conversion`)."""
+  for split, s in meta["splits"].items():
+    if s["videos"]:
+      continue
+    failed = [f for f in meta["failures"] if f.get("split") == split]
+    if failed:
+      raise AllVideosFailedError(
+          f"every video of split {split!r} failed to convert ({len(failed)} of {len(failed)}; "
+          f"the reasons are in {os.path.join(out_dir, shards.DATASET_JSON)}[\"failures\"]), "
+          f"e.g. {failed[0]['path']}: {failed[0]['reason']}")
+
+
+def conversion_span(infos):
+  """Seconds from the first shard's start to the last shard's end: the conversion itself,
+  without worker start-up (None when no shard was written)."""
+  infos = [i for i in infos if "started" in i and "finished" in i]
+  if not infos:
+    return None
+  return round(max(i["finished"] for i in infos) - min(i["started"] for i in infos), 3)
+
+
+def worker_seconds(infos):
+  """Seconds the workers spent converting (the sum over written shards of start to end)."""
+  return round(sum(i["finished"] - i["started"] for i in infos
+                   if "started" in i and "finished" in i), 3)
+
+
+def report_done(meta, out_dir, seconds, written, skipped):
+  videos = sum(s["videos"] for s in meta["splits"].values())
+  frames = sum(s["frames"] for s in meta["splits"].values())
+  failures = meta["failures"]
+  sys.stderr.write(
+      f"done: {videos} videos, {frames} frames, {len(failures)} failure(s), "
+      f"{seconds:.1f}s ({written} shard(s) written, {skipped} already complete) "
+      f"-> {out_dir}\n")
+  for f in failures[:10]:
+    sys.stderr.write(f"  failed: {f['path']}: {f['reason']}\n")
+  if len(failures) > 10:
+    sys.stderr.write(f"  ... and {len(failures) - 10} more in dataset.json\n")
+
+
 def convert_dataset(splits, out_dir, *, classes, resize_short=128, workers=1,
                     videos_per_shard=None, num_shards=None, min_shards=DEFAULT_MIN_SHARDS,
                     jpeg_quality=90, keep_partial=False, overwrite=False, progress=True,
@@ -409,34 +555,29 @@ def convert_dataset(splits, out_dir, *, classes, resize_short=128, workers=1,
     jpeg_quality: JPEG quality of the stored frames.
     keep_partial: keep the frames decoded before a mid-stream decode error (else a failure).
     overwrite: rewrite every shard and remove shards this run would not write.
-    progress: progress line and summary on stderr.
+    progress: progress line and summary on stderr (and the empty-split warning).
     failures: failures known before decoding (e.g. missing files), kept in dataset.json.
     source: dict describing the input, stored in dataset.json.
 
   Returns:
     dict with videos, frames, failures, seconds, videos_per_second, frames_per_second, splits,
     shards_written, shards_skipped, out_dir.
+
+  Raises:
+    AllVideosFailedError: every video of a split failed (dataset.json is written first).
   """
-  import tensorflow as tf  # noqa: PLC0415
   start = time.time()
-  tf.io.gfile.makedirs(os.path.join(out_dir, SHARD_INFO_DIR))
-  settings = _settings(resize_short, jpeg_quality, keep_partial)
-  for split, entries in splits.items():
-    bad = [e for e in entries if not 0 <= e.label < len(classes) and e.label != -1]
-    if bad:
-      raise ValueError(f"split {split!r}: labels outside 0..{len(classes) - 1} for "
-                       f"{[e.path for e in bad[:10]]}")
-  tasks = plan_shards(splits, out_dir, videos_per_shard=videos_per_shard,
-                      num_shards=num_shards, min_shards=min_shards)
-  done = _check_existing(tasks, out_dir, settings, overwrite)
-  todo = [t for t in tasks if t.path not in done]
+  plan = plan_conversion(splits, out_dir, classes=classes, resize_short=resize_short,
+                         videos_per_shard=videos_per_shard, num_shards=num_shards,
+                         min_shards=min_shards, jpeg_quality=jpeg_quality,
+                         keep_partial=keep_partial, overwrite=overwrite, progress=progress,
+                         failures=failures)
+  todo, done, settings = plan.todo, plan.done, plan.settings
   bar = _Progress(sum(len(t.items) for t in todo), progress)
   if progress:
     sys.stderr.write(f"converting {bar.total} videos into {len(todo)} shard(s) in {out_dir} "
                      f"with {max(1, min(workers, len(todo)))} worker(s); "
                      f"{len(done)} shard(s) already complete\n")
-  # Largest shards first: the last worker to finish then has the least left to do.
-  todo.sort(key=lambda t: -len(t.items))
   global _PROGRESS
   if workers <= 1 or len(todo) <= 1:
     _PROGRESS = bar.update
@@ -447,61 +588,45 @@ def convert_dataset(splits, out_dir, *, classes, resize_short=128, workers=1,
   else:
     results = _run_parallel(todo, settings, min(workers, len(todo)), bar)
   bar.close()
-  infos = {**done, **results}
-
-  meta_splits, all_failures = {}, list(failures)
-  partial, mismatches = [], []
-  for t in tasks:
-    info = infos[t.path]
-    s = meta_splits.setdefault(t.split, {"videos": 0, "frames": 0, "shards": t.num_shards})
-    s["videos"] += info["videos"]
-    s["frames"] += info["frames"]
-    all_failures.extend(info["failures"])
-    partial.extend(info.get("partial", []))
-    mismatches.extend(info.get("header_mismatches", []))
-  meta = {
-      "classes": list(classes),
-      "splits": meta_splits,
-      "failures": all_failures,
-      "resize_short": int(resize_short),
-      "jpeg_quality": int(jpeg_quality),
-      "source": source or {},
-      "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "format_version": FORMAT_VERSION,
-      "partial": partial,
-      "header_mismatches": mismatches,
-  }
+  meta = assemble_dataset_json(plan, {**done, **results}, classes=classes, failures=failures,
+                               source=source)
   shards.write_dataset_json(out_dir, meta)
   seconds = time.time() - start
-  videos = sum(s["videos"] for s in meta_splits.values())
-  frames = sum(s["frames"] for s in meta_splits.values())
+  meta_splits = meta["splits"]
   summary = {
-      "out_dir": out_dir, "videos": videos, "frames": frames, "failures": len(all_failures),
-      "seconds": round(seconds, 3),
+      "out_dir": out_dir, "videos": sum(s["videos"] for s in meta_splits.values()),
+      "frames": sum(s["frames"] for s in meta_splits.values()),
+      "failures": len(meta["failures"]), "seconds": round(seconds, 3),
       "videos_per_second": round(bar.videos / seconds, 2) if seconds > 0 else 0.0,
       "frames_per_second": round(bar.frames / seconds, 1) if seconds > 0 else 0.0,
       "splits": meta_splits, "shards_written": len(todo), "shards_skipped": len(done),
       "workers": max(1, min(workers, len(todo))),
+      "convert_span_seconds": conversion_span(results.values()),
+      "worker_seconds": worker_seconds(results.values()),
   }
   if progress:
-    sys.stderr.write(
-        f"done: {videos} videos, {frames} frames, {len(all_failures)} failure(s), "
-        f"{seconds:.1f}s ({len(todo)} shard(s) written, {len(done)} already complete) "
-        f"-> {out_dir}\n")
-    for f in all_failures[:10]:
-      sys.stderr.write(f"  failed: {f['path']}: {f['reason']}\n")
-    if len(all_failures) > 10:
-      sys.stderr.write(f"  ... and {len(all_failures) - 10} more in dataset.json\n")
+    report_done(meta, out_dir, seconds, len(todo), len(done))
+  check_splits(meta, out_dir)
   return summary
 
 
 def make_tfrecords(dataset, video_dir, out_dir, *, split_dir=None, split=1, annotations=None,
-                   skip_missing=False, **kwargs):
-  """Lists and checks the dataset (`converters.list_videos`), then `convert_dataset`."""
+                   skip_missing=False, beam_runner=None, beam_options="", **kwargs):
+  """Lists and checks the dataset (`converters.list_videos`), then `convert_dataset`.
+
+  With `beam_runner` (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner) the videos are
+  converted by an Apache Beam pipeline (`convert_beam.convert_dataset`, `beam_options` its
+  pipeline options) after the same listing and checks; the output is the same.
+  """
   from ctp_tf.data import converters  # noqa: PLC0415
   listing = converters.list_videos(dataset, video_dir, split_dir=split_dir, split=split,
                                    annotations=annotations, skip_missing=skip_missing)
   failures = [{"path": m["path"], "reason": f"file not found (listed in {m['listed_in']})",
                "split": m["split"]} for m in listing.missing]
+  if beam_runner:
+    from ctp_tf.data import convert_beam  # noqa: PLC0415
+    return convert_beam.convert_dataset(listing.splits, out_dir, classes=listing.classes,
+                                        failures=failures, source=listing.source,
+                                        runner=beam_runner, beam_options=beam_options, **kwargs)
   return convert_dataset(listing.splits, out_dir, classes=listing.classes, failures=failures,
                          source=listing.source, **kwargs)

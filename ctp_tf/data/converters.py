@@ -17,12 +17,17 @@ Layouts:
 - `folder`: `video_dir/<class>/*.<ext>`, or `video_dir/<split>/<class>/*` for split folders
   named train / val / validation / test.
 - `list`: plain text files of `path label` lines (label a class name or an integer index).
+
+Paths may be remote (`gs://...`, anything tf.io.gfile reads): the videos, split files and
+annotations are then listed and read with tf.io.gfile (TensorFlow is imported only then), and
+remote video folders are listed once instead of checking each listed file.
 """
 
 import collections
 import csv
 import dataclasses
 import glob
+import io
 import json
 import os
 import re
@@ -70,14 +75,65 @@ def _format_list(items, limit=_MAX_LISTED):
   return f"\n  {shown}{more}"
 
 
+# ---------------------------------------------------------------- local or remote (tf.io.gfile)
+
+def is_remote(path):
+  return "://" in str(path)
+
+
+def _gfile():
+  import tensorflow as tf  # noqa: PLC0415 -- only for remote paths
+  return tf.io.gfile
+
+
+def _isdir(path):
+  return _gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+
+
+def _isfile(path):
+  if is_remote(path):
+    return _gfile().exists(path) and not _gfile().isdir(path)
+  return os.path.isfile(path)
+
+
+def _glob(pattern):
+  return sorted(_gfile().glob(pattern) if is_remote(pattern) else glob.glob(pattern))
+
+
+def _listdir(path):
+  if is_remote(path):
+    return [n.rstrip("/") for n in _gfile().listdir(path)]
+  return os.listdir(path)
+
+
+def _walk(root):
+  if is_remote(root):
+    return ((d, subdirs, [f.rstrip("/") for f in files])
+            for d, subdirs, files in _gfile().walk(root))
+  return os.walk(root, followlinks=True)
+
+
+def _open_text(path, newline=None):
+  """A text file, BOM dropped (split files come with CRLF and BOMs)."""
+  if is_remote(path):
+    with _gfile().GFile(path, "rb") as f:
+      text = f.read().decode("utf-8-sig")
+    return io.StringIO(text, newline=newline)
+  return open(path, newline=newline, encoding="utf-8-sig")
+
+
+def _abspath(path):
+  return path if is_remote(path) else os.path.abspath(path)
+
+
 def _read_lines(path):
   """Non-empty stripped lines with 1-based line numbers (UCF/HMDB files use CRLF, BOMs, tabs)."""
-  with open(path, encoding="utf-8-sig") as f:
+  with _open_text(path) as f:
     return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
 
 
 def _require_files(paths, what):
-  missing = [p for p in paths if not os.path.isfile(p)]
+  missing = [p for p in paths if not _isfile(p)]
   if missing:
     raise DatasetError(f"{what}: {len(missing)} file(s) not found:{_format_list(missing)}")
 
@@ -94,21 +150,28 @@ class _Finder:
     self.root = root
     self._by_name = None
     self._by_stem = None
+    self._paths = None
 
   def _index(self):
     if self._by_name is None:
-      self._by_name, self._by_stem = {}, {}
-      for dirpath, _, files in os.walk(self.root, followlinks=True):
+      self._by_name, self._by_stem, self._paths = {}, {}, set()
+      for dirpath, _, files in _walk(self.root):
         for name in sorted(files):
           full = os.path.join(dirpath, name)
+          self._paths.add(full)
           self._by_name.setdefault(name.lower(), full)
           stem, ext = os.path.splitext(name)
           if ext.lower() in VIDEO_EXTENSIONS:
             self._by_stem.setdefault(stem.lower(), full)
 
   def find(self, rel):
-    exact = rel if os.path.isabs(rel) else os.path.join(self.root, rel)
-    if os.path.isfile(exact):
+    exact = rel if os.path.isabs(rel) or is_remote(rel) else os.path.join(self.root, rel)
+    if is_remote(exact):
+      # One listing of the bucket, not a request per listed video.
+      self._index()
+      if exact in self._paths:
+        return exact
+    elif os.path.isfile(exact):
       return exact
     self._index()
     return self._by_name.get(os.path.basename(rel).lower())
@@ -123,7 +186,7 @@ class _Finder:
 
 
 def _check_video_dir(video_dir):
-  if not os.path.isdir(video_dir):
+  if not _isdir(video_dir):
     raise DatasetError(f"--video_dir {video_dir!r} is not a directory")
 
 
@@ -135,7 +198,8 @@ def _resolve(listed, finder, skip_missing, describe):
     for rel, label, label_string, media_id, listed_in in rows:
       path = finder(rel)
       if path is None:
-        missing.append({"path": os.path.join(describe, rel) if not os.path.isabs(rel) else rel,
+        missing.append({"path": os.path.join(describe, rel) if not (
+            os.path.isabs(rel) or is_remote(rel)) else rel,
                         "split": split, "listed_in": listed_in})
         continue
       entries.append(VideoEntry(path=path, label=label, label_string=label_string,
@@ -222,7 +286,7 @@ def list_hmdb51(video_dir, split_dir=None, split=1, *, skip_missing=False):
   _check_video_dir(video_dir)
   split_dir = split_dir or video_dir
   pattern = os.path.join(split_dir, f"*_test_split{int(split)}.txt")
-  files = sorted(glob.glob(pattern))
+  files = _glob(pattern)
   if not files:
     raise DatasetError(f"HMDB-51 split {split}: no split files match {pattern!r}")
   suffix = f"_test_split{int(split)}.txt"
@@ -256,8 +320,8 @@ def _annotation_files(annotations, exts, what):
   files = []
   for part in str(annotations).split(","):
     part = part.strip()
-    if os.path.isdir(part):
-      found = sorted(p for p in glob.glob(os.path.join(part, "*")) if p.lower().endswith(exts))
+    if _isdir(part):
+      found = sorted(p for p in _glob(os.path.join(part, "*")) if p.lower().endswith(exts))
       if not found:
         raise DatasetError(f"{what}: no {'/'.join(exts)} files in --annotations dir {part!r}")
       files.extend(found)
@@ -278,7 +342,7 @@ def list_kinetics(video_dir, annotations, *, skip_missing=False):
   files = _annotation_files(annotations, (".csv",), "Kinetics")
   rows, problems = [], []
   for path in files:
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with _open_text(path, newline="") as f:
       reader = csv.DictReader(f)
       fields = set(reader.fieldnames or [])
       need = {"youtube_id", "time_start", "time_end"}
@@ -328,13 +392,13 @@ def list_kinetics(video_dir, annotations, *, skip_missing=False):
 def _ssv2_files(annotations):
   if not annotations:
     raise DatasetError("ssv2 needs --annotations (labels JSON, or the folder holding the JSONs)")
-  base = annotations if os.path.isdir(annotations) else os.path.dirname(annotations)
+  base = annotations if _isdir(annotations) else os.path.dirname(annotations)
   found = {}
   for key, pattern in (("labels", "*labels.json"), ("train", "*train.json"),
                        ("val", "*validation.json")):
-    hits = sorted(glob.glob(os.path.join(base, pattern)))
+    hits = _glob(os.path.join(base, pattern))
     found[key] = hits[0] if hits else os.path.join(base, pattern)
-  if not os.path.isdir(annotations):
+  if not _isdir(annotations):
     found["labels"] = annotations
   _require_files(list(found.values()), "Something-Something v2 annotations")
   return found
@@ -344,7 +408,7 @@ def list_ssv2(video_dir, annotations, *, skip_missing=False):
   """Something-Something v2: labels JSON (`{template: "index"}`) + train / validation JSON."""
   _check_video_dir(video_dir)
   files = _ssv2_files(annotations)
-  with open(files["labels"]) as f:
+  with _open_text(files["labels"]) as f:
     labels = json.load(f)
   try:
     by_index = sorted((int(v), k) for k, v in labels.items())
@@ -356,7 +420,7 @@ def list_ssv2(video_dir, annotations, *, skip_missing=False):
   index = {c: i for i, c in enumerate(classes)}
   listed, unknown = {}, []
   for split in ("train", "val"):
-    with open(files[split]) as f:
+    with _open_text(files[split]) as f:
       items = json.load(f)
     rows = []
     for n, item in enumerate(items):
@@ -373,8 +437,7 @@ def list_ssv2(video_dir, annotations, *, skip_missing=False):
   finder = _Finder(video_dir)
 
   def find(vid):
-    exact = os.path.join(video_dir, f"{vid}.webm")
-    return exact if os.path.isfile(exact) else finder.find_stem(vid)
+    return finder.find(f"{vid}.webm") or finder.find_stem(vid)
 
   splits, missing = _resolve(listed, find, skip_missing, video_dir)
   return Listing(classes, splits, missing, {"dataset": "ssv2", "video_dir": video_dir,
@@ -385,14 +448,14 @@ def list_ssv2(video_dir, annotations, *, skip_missing=False):
 
 def _videos_in(folder):
   out = []
-  for dirpath, _, files in os.walk(folder, followlinks=True):
+  for dirpath, _, files in _walk(folder):
     out.extend(os.path.join(dirpath, f) for f in files
                if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS)
   return sorted(out)
 
 
 def _subdirs(folder):
-  return sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))
+  return sorted(d for d in _listdir(folder) if _isdir(os.path.join(folder, d))
                 and not d.startswith("."))
 
 
@@ -480,8 +543,8 @@ def list_videos(dataset, video_dir, *, split_dir=None, split=1, annotations=None
     listing.classes[:2], len(listing.splits["train"])
   """
   # Absolute paths: dataset.json then names files that stay findable from any directory.
-  video_dir = os.path.abspath(video_dir)
-  split_dir = os.path.abspath(split_dir) if split_dir else None
+  video_dir = _abspath(video_dir)
+  split_dir = _abspath(split_dir) if split_dir else None
   if dataset == "ucf101":
     return list_ucf101(video_dir, split_dir, split, skip_missing=skip_missing)
   if dataset == "hmdb51":
