@@ -4,7 +4,9 @@
 
 SPEC: workdir, strategy, out (npz of the final trainable weights), logical_cpus (set before TF
 initialises), overrides ({"train.epochs": 2, ...}), data ("synthetic" | "pool"),
-kill_at_step (SIGKILL itself at the end of that step), result (metrics JSON path).
+kill_at_step (SIGKILL itself at the end of that step), result (metrics JSON path),
+state_at_start (npz of the model weights `m<i>` and optimizer variables `o<i>` when training
+starts, i.e. right after a resume restored them).
 """
 
 import json
@@ -81,6 +83,17 @@ def run(spec):
           os.kill(os.getpid(), signal.SIGKILL)
 
     callbacks.append(Kill())
+  if spec.get("state_at_start"):
+    from pretrain_helpers import model_state
+
+    class StateAtStart(keras.callbacks.Callback):
+      def on_train_begin(self, logs=None):
+        if not os.path.exists(spec["state_at_start"]):
+          weights, opt_vars = model_state(self.model)
+          np.savez(spec["state_at_start"], **{f"m{i}": a for i, a in enumerate(weights)},
+                   **{f"o{i}": a for i, a in enumerate(opt_vars)})
+
+    callbacks.append(StateAtStart())
   data = pool_dataset_fn if spec.get("data") == "pool" else synthetic_dataset_fn
   metrics = pretrain.train(config, data_dir=None, workdir=spec["workdir"],
                            strategy=spec.get("strategy", "default"), model_fn=model_fn,
