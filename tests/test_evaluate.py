@@ -156,6 +156,7 @@ def test_evaluate_scores_every_test_clip_of_every_video(seven_class_dir, tmp_pat
   config = defaults.finetune_config()
   config.data.clip_len, config.data.stride, config.data.crop_size = CLIP_LEN, STRIDE, CROP
   config.data.test_resize = RESIZE
+  config.data.num_test_clips = 3     # evaluate(num_clips=10), the default, must win
   config.train.eval_batch_size = 4
   model = PatternModel(NUM_CLASSES)
   classes = [f"class{c}" for c in range(NUM_CLASSES)]

@@ -63,7 +63,7 @@ def _known_map_classifier(t=4, h=16, w=16):
   """A classifier whose correct Grad-CAM is known.
 
   Backbone: a fixed 1x1x1 conv (each of 2 channels = the pixel's mean grey level / 255) ->
-  channel 0 kept on the left half, channel 1 on the right half -> ReLU -> 4x4 average pool.
+  channel 0 kept on the left half, channel 1 on the right half -> ReLU -> 2x4x4 average pool.
   Head: class 0 = channel 0 - channel 1, class 1 = the reverse. So class 0's evidence lies in
   the left half (its map there is the frame brightness, 0 on the right), class 1's on the right.
   """
@@ -78,7 +78,7 @@ def _known_map_classifier(t=4, h=16, w=16):
   inputs = keras.Input((t, h, w, 3))
   conv = keras.layers.Conv3D(2, 1, use_bias=False, name="conv")
   x = keras.layers.ReLU(name="relu")(HalfMask(name="half_mask")(conv(inputs)))
-  x = keras.layers.AveragePooling3D((1, 4, 4), name="pool")(x)
+  x = keras.layers.AveragePooling3D((2, 4, 4), name="pool")(x)
   backbone = keras.Model(inputs, x, name="tiny_backbone")
   conv.set_weights([np.full((1, 1, 1, 3, 2), 1.0 / (3 * 255.0), np.float32)])
 
@@ -103,21 +103,21 @@ def test_grad_cam_finds_the_half_the_class_looks_at():
   model = _known_map_classifier(t, h, w)
   brightness = np.array([60, 120, 180, 240], np.float32)                 # per frame
   clip = np.broadcast_to(brightness[:, None, None, None], (t, h, w, 3)).astype(np.uint8)
+  # The known map. Feature map [2, 4, 4]: frames pooled in pairs (brightness 90, 210), columns
+  # 0-1 hold class 0's evidence, 2-3 class 1's. Linear upsampling with half-pixel centres:
+  # in time 2 -> 4 frames gives 90, 120, 180, 210; in space 4 -> 16 columns gives
+  # 1 (columns 0-5), 0.875, 0.625, 0.375, 0.125, then 0 (columns 10-15) for class 0.
+  time_profile = np.array([90, 120, 180, 210]) / 210.0
+  left = np.array([1.0] * 6 + [0.875, 0.625, 0.375, 0.125] + [0.0] * 6)
   for cls in (0, 1):
     maps = gradcam.guided_grad_cam(model, clip, class_index=cls)
     np.testing.assert_allclose(maps["logits"], [0.0, 0.0], atol=1e-6)   # both halves equal
     assert maps["class_index"] == cls and maps["guided_relus"] == 1
-    cam = maps["cam"]
-    assert cam.shape == (t, h, w)
-    # Feature-map columns 0-1 are class 0's, 2-3 class 1's. After the bilinear (half-pixel)
-    # upsampling by 4, frame columns 0-5 read only evidence columns and 10-15 only the others.
-    seen = cam[:, :, :6] if cls == 0 else cam[:, :, 10:]
-    unseen = cam[:, :, 10:] if cls == 0 else cam[:, :, :6]
-    want = np.broadcast_to((brightness / brightness.max())[:, None, None], seen.shape)
-    np.testing.assert_allclose(seen, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(unseen, 0.0, atol=1e-6)
-    # Guided backprop: d score / d pixel = +-1 / (3 * 255 * T * H * W) through the conv and the
-    # mean; the guided ReLU passes only the positive half (the class's own side).
+    columns = left if cls == 0 else left[::-1]
+    want = np.broadcast_to(time_profile[:, None, None] * columns[None, None, :], (t, h, w))
+    np.testing.assert_allclose(maps["cam"], want, rtol=1e-5, atol=1e-6)
+    # Guided backprop: d score / d pixel = +-1 / (3 * 255 * T * H * W) through the conv, the
+    # pool and the mean; the guided ReLU passes only the positive half (the class's own side).
     g = maps["guided"]
     unit = 1.0 / (3 * 255.0 * t * h * w)
     own = g[:, :, :w // 2] if cls == 0 else g[:, :, w // 2:]
