@@ -245,3 +245,50 @@ def test_retrieval_ranks_by_cosine_not_by_dot_product():
   assert got == {"top1": 1.0, "top2": 1.0}
   got = retrieval.topk_accuracy(query, [0, 0, 1], gallery, glabels, ks=(1, 2, 3))
   assert got == pytest.approx({"top1": 0.0, "top2": 1 / 3, "top3": 1.0})
+
+
+def test_confusion_png_shows_rows_normalised(tmp_path, monkeypatch):
+  """The PNG's colours are each true class's row divided by its videos (a class without test
+  videos stays 0), not columns or raw counts."""
+  import matplotlib.axes
+  shown = []
+  original = matplotlib.axes.Axes.imshow
+
+  def spy(self, x, *args, **kwargs):
+    shown.append(np.array(x, dtype=np.float64))
+    return original(self, x, *args, **kwargs)
+
+  monkeypatch.setattr(matplotlib.axes.Axes, "imshow", spy)
+  confusion = np.array([[3, 1, 0], [0, 0, 0], [2, 2, 4]])
+  path = str(tmp_path / "c.png")
+  evaluate.plot_confusion(confusion, ["a", "b", "c"], path)
+  assert len(shown) == 1 and os.path.getsize(path) > 1000
+  np.testing.assert_allclose(shown[0], [[.75, .25, 0], [0, 0, 0], [.25, .25, .5]])
+
+
+def test_retrieval_cache_is_reused_only_with_the_same_settings(seven_class_dir, tmp_path):
+  calls = []
+
+  def serve(clips):
+    calls.append(int(clips.shape[0]))
+    x = np.asarray(clips, np.float32).reshape(int(clips.shape[0]), -1)
+    return {"retrieval_features": np.stack([x.mean(1), x.std(1), x[:, ::7].mean(1)], 1)}
+
+  cfg = {"clip_shape": [CLIP_LEN, CROP, CROP]}
+  cache = str(tmp_path / "feats.npz")
+  kw = dict(ks=(1, 2), stride=STRIDE, resize=RESIZE, batch_size=4, features_cache=cache,
+            cache_key="stub")
+  first = retrieval.run_retrieval(serve, cfg, seven_class_dir, num_clips=2, **kw)
+  assert sum(calls) == 2 * (7 + 9) and first["num_queries"] == 9 and first["num_gallery"] == 7
+  calls.clear()
+  assert retrieval.run_retrieval(serve, cfg, seven_class_dir, num_clips=2, **kw) == first
+  assert not calls                                   # same settings: read from the cache
+  again = retrieval.run_retrieval(serve, cfg, seven_class_dir, num_clips=3, **kw)
+  assert sum(calls) == 3 * (7 + 9)                   # other settings: recomputed
+  with np.load(cache) as z:                          # and the cache now holds the new ones
+    assert json.loads(str(z["meta"]))["num_clips"] == 3
+  calls.clear()
+  retrieval.run_retrieval(serve, cfg, seven_class_dir, num_clips=3,
+                          **dict(kw, cache_key="another model"))
+  assert sum(calls) == 3 * (7 + 9)
+  assert set(again) == set(first)
