@@ -26,8 +26,9 @@ setup(
     extras_require={
         # h5py: tests open the .weights.h5 backups directly (keras depends on it too).
         # apache-beam: the Beam conversion tests run in CI (not skipped), so the test extra has it.
+        # opencv: tests/test_benchmarks.py runs the numpy/OpenCV baseline pipeline.
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "jax[cpu]>=0.6,<0.11", "h5py>=3.10,<4",
-                 *BEAM],
+                 "opencv-python-headless>=4.8,<6", *BEAM],
         # benchmarks/numpy_pipeline.py: the PyTorch release's kind of pipeline, for comparison.
         "bench": ["opencv-python-headless>=4.8,<6"],
         # scripts/make_tfrecords.py --beam_runner=...: conversion on Dataflow / Flink / Spark.

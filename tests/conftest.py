@@ -29,7 +29,7 @@ def write_tiny_shards(out_dir, *, num_classes=2, videos_per_split=None, frames=(
       video = rng.integers(0, 60, size=(n, height, width, 3), dtype=np.uint8)
       for t in range(n):
         x = (5 + t * (2 if label == 0 else -2)) % (width - 12)
-        video[t, 10:22, x:x + 12] = (200, 50 + 100 * label, 30)
+        video[t, 10:22, x:x + 12] = (200, (50 + 100 * label) % 256, 30)
       jpegs = [tf.io.encode_jpeg(f, quality=95).numpy() for f in video]
       ex = shards.make_sequence_example(
           jpegs, media_id=f"{split}_{i}", label_index=label, label_string=f"class{label}",

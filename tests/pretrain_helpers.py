@@ -73,3 +73,47 @@ def visible_boxes_dataset_fn(data_dir, config, *, batch_size, seed, num_input_pi
     return {"clip": clip, "boxes": boxes, "weights": tf.ones([batch_size, n, t])}
 
   return tf.data.Dataset.range(2**62).map(make).prefetch(2)
+
+
+def model_state(model):
+  """(model weights, optimizer variables) as numpy lists, in Keras' own orders."""
+  import keras
+  return ([keras.ops.convert_to_numpy(v) for v in model.weights],
+          [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
+
+
+def backup_arrays(path):
+  """(model arrays, optimizer arrays) of a `.weights.h5` backup, read with h5py (not Keras):
+  optimizer arrays in `optimizer/vars/<i>` order (i = position in optimizer.variables)."""
+  import h5py
+  model, opt = [], {}
+  with h5py.File(path, "r") as f:
+    def visit(name, obj):
+      if isinstance(obj, h5py.Dataset):
+        parts = name.split("/")
+        if parts[0] == "optimizer":
+          opt[int(parts[-1])] = obj[()]
+        else:
+          model.append(obj[()])
+    f.visititems(visit)
+  return model, [opt[i] for i in range(len(opt))]
+
+
+def assert_state_equals_backup(weights, opt_vars, backup_path, step):
+  """Restored state == backup, tensor by tensor: every optimizer variable (step counter,
+  momentum slots) at its index, and the model weights one to one (each equal to a distinct
+  backup tensor: the h5 layout names layers by attribute, not by weight path)."""
+  import numpy as np
+  want_model, want_opt = backup_arrays(backup_path)
+  assert len(opt_vars) == len(want_opt) > 1
+  for i, (got, want) in enumerate(zip(opt_vars, want_opt)):
+    np.testing.assert_array_equal(got, want, err_msg=f"optimizer variable {i}")
+  assert int(opt_vars[0]) == step                  # the iteration counter comes first
+  assert any(np.abs(v).max() > 0 for v in want_opt[1:] if v.size)   # momentum really saved
+  assert len(weights) == len(want_model)
+  unused = list(range(len(want_model)))
+  for j, got in enumerate(weights):
+    match = next((i for i in unused if want_model[i].shape == got.shape
+                  and np.array_equal(want_model[i], got)), None)
+    assert match is not None, f"model weight {j} {got.shape} equals no tensor of the backup"
+    unused.remove(match)

@@ -4,6 +4,7 @@ NaN handling, XLA compilation, and bad input rejected before any model is built.
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pretrain_helpers import REPO, synthetic_dataset_fn, tiny_config, visible_boxes_dataset_fn
+from pretrain_helpers import (REPO, assert_state_equals_backup, synthetic_dataset_fn, tiny_config,
+                              visible_boxes_dataset_fn)
 
 WORKER = os.path.join(REPO, "tests", "pretrain_worker.py")
 SCRIPT = os.path.join(REPO, "scripts", "pretrain.py")
@@ -44,7 +46,6 @@ def _assert_workdir_intact(workdir):
 
 
 def test_demo_config_end_to_end_via_script(tiny_data_dir, tmp_path):
-  pytest.importorskip("ctp_tf.data.pretrain_input")
   workdir = str(tmp_path / "run")
   args = [sys.executable, SCRIPT, f"--data_dir={tiny_data_dir}", f"--workdir={workdir}",
           "--config.model.width_multiplier=0.125", "--config.model.hidden=16",
@@ -84,10 +85,18 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
   last = json.load(open(backups[-1]))
   assert last["global_step"] == 6 and last["epoch"] == 1 and last["step_in_epoch"] == 2
   _assert_workdir_intact(workdir)
+  backup = str(tmp_path / "last_backup.weights.h5")   # the resumed run rotates the backups
+  shutil.copy(backups[-1][:-len(".json")] + ".weights.h5", backup)
 
-  done = subprocess.run([sys.executable, WORKER, json.dumps(spec)], capture_output=True,
-                        text=True, timeout=300, env=_env())
+  state = str(tmp_path / "state_at_resume.npz")
+  done = subprocess.run([sys.executable, WORKER, json.dumps(dict(spec, state_at_start=state))],
+                        capture_output=True, text=True, timeout=300, env=_env())
   assert done.returncode == 0, done.stderr[-3000:]
+  # What training resumed with is what the backup holds: weights, momentum slots and step.
+  with np.load(state) as z:
+    weights = [z[f"m{i}"] for i in range(sum(k.startswith("m") for k in z.files))]
+    opt_vars = [z[f"o{i}"] for i in range(sum(k.startswith("o") for k in z.files))]
+  assert_state_equals_backup(weights, opt_vars, backup, step=6)
   m = json.load(open(tmp_path / "m.json"))
   assert m["resumed_from_step"] == 6          # past the last backed-up step, not epoch 0
   assert m["global_step"] == m["total_steps"] == 8 and m["status"] == "completed"

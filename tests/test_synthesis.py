@@ -320,3 +320,78 @@ def test_mask_shapes_and_opacity(mask, opacity):
       if mask != "rect":   # corners lie outside ellipses and rhombi
         np.testing.assert_array_equal(got[0, 0], orig[0, 0])
         np.testing.assert_array_equal(got[-1, -1], orig[-1, -1])
+
+
+@pytest.mark.parametrize("kind", ["loc", "size", "opacity"])
+def test_key_frame_jitter_spans_both_signs_uniformly(kind, seed_traj):
+  """Each inner key frame moves by U{-j..+j} frames around its even spacing, j =
+  floor(T/(k+1) * keyframe_jitter): every offset of both signs occurs, about equally often."""
+  cfg = defaults.synthesis_config()
+  times = seed_traj[f"{kind}_times"].reshape(-1, seed_traj[f"{kind}_times"].shape[-1])
+  count = seed_traj[f"{kind}_count"].reshape(-1)
+  for k in (1, 2, 3):
+    rows = times[count == k + 2]
+    avg = T / (k + 1)
+    jit = int(np.floor(avg * cfg.keyframe_jitter))
+    assert jit >= 1
+    offsets = (rows[:, 1:k + 1] - np.floor(avg * np.arange(1, k + 1))).astype(int).ravel()
+    values, freq = np.unique(offsets, return_counts=True)
+    np.testing.assert_array_equal(values, np.arange(-jit, jit + 1), err_msg=f"k={k}")
+    expected = len(offsets) / (2 * jit + 1)
+    assert np.all(np.abs(freq - expected) < 5 * np.sqrt(expected)), (k, freq)
+
+
+def _alpha_formula(mask, soft, d0, box, height, width):
+  """REFERENCE.md's alpha mask of one box on the frame grid, from pixel centres: normalised
+  offsets n = (p + 0.5 - p1) / side - 0.5; rectangle max(|nx|, |ny|), ellipse
+  sqrt(nx^2 + ny^2), rhombus |nx| + |ny|; inside the shape where that distance < 0.5; a soft
+  edge falls linearly from 1 at d0 to 0 at 0.5."""
+  x1, y1, x2, y2 = box
+  ny = np.abs((np.arange(height) + 0.5 - y1) / (y2 - y1) - 0.5)[:, None]
+  nx = np.abs((np.arange(width) + 0.5 - x1) / (x2 - x1) - 0.5)[None, :]
+  dist = {"rect": np.maximum(nx, ny), "ellipse": np.sqrt(nx ** 2 + ny ** 2),
+          "rhombus": nx + ny}[mask]
+  in_box = (nx < 0.5) & (ny < 0.5)
+  alpha = (in_box & (dist < 0.5)).astype(np.float64)
+  if soft:
+    alpha *= np.clip((0.5 - dist) / (0.5 - d0), 0.0, 1.0)
+  return alpha
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("mask", ["rect", "ellipse", "rhombus"])
+def test_alpha_masks_match_their_formula_pixel_by_pixel(mask, soft):
+  """A white source frame pasted onto black frames shows each frame's alpha mask directly
+  (opacity 1, always visible): compared with the formula on every pixel, so swapped shapes,
+  missing soft edges or a wrong falloff profile fail."""
+  t, h, w = 6, 40, 48
+  probs = {"rect": (1.0, 0.0, 0.0), "ellipse": (0.0, 1.0, 0.0), "rhombus": (0.0, 0.0, 1.0)}
+  cfg = _paste_config(num_trajectories=1, mask_probs=probs[mask], visible_prob=1.0,
+                      soft_edge_prob=1.0 if soft else 0.0, scales=(24, 30), ratios=(0.6, 1.5))
+  fn = tf.function(lambda c, s: synthesis.synthesize_trajectories(c, s, cfg, return_internals=True))
+  partial = 0
+  for i in range(3):
+    seed = tf.constant([i, 17])
+    traj = {k: v.numpy() for k, v in fn(np.zeros((t, h, w, 3), np.uint8), seed).items()}
+    s = int(traj["source"][0])
+    clip = np.zeros((t, h, w, 3), np.uint8)
+    clip[s] = 255
+    out = fn(clip, seed)["clip"].numpy().astype(np.float64)
+    assert int(traj["mask"][0]) == ("rect", "ellipse", "rhombus").index(mask)
+    assert bool(traj["soft"][0]) == soft
+    d0 = float(traj["d0"][0])
+    assert cfg.soft_edge_range[0] <= d0 <= cfg.soft_edge_range[1]
+    for f in range(t):
+      if f == s:
+        continue
+      box = traj["boxes"][0, f]
+      want = _alpha_formula(mask, soft, d0, box, h, w)
+      for c in range(3):
+        np.testing.assert_allclose(out[f, ..., c], np.round(255 * want), atol=1.0,
+                                   err_msg=f"seed {i} frame {f}")
+      if not soft:   # the other shapes differ from this one on interior pixels of this box
+        for other in {"rect", "ellipse", "rhombus"} - {mask}:
+          assert np.sum(_alpha_formula(other, False, d0, box, h, w) != want) >= 8, other
+      partial += np.sum((want > 0.05) & (want < 0.95))
+  if soft:
+    assert partial > 50   # the falloff covers many pixels, so its profile is really checked

@@ -1,17 +1,19 @@
-"""from_torch against torchvision golden logits; name/shape errors; the import script."""
+"""from_torch against torchvision golden logits; name/shape errors; reading .pth (torch's zip
+format, without torch), .safetensors and .npz; the import script."""
 
 import importlib.util
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import zipfile
 
-import keras
 import numpy as np
 import pytest
 
-from ctp_tf.models import build_backbone, from_torch
+from ctp_tf.models import build_backbone, from_torch, torch_import
 from ctp_tf.models.torch_import import to_torch_state_dict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,16 +87,6 @@ def test_missing_extra_and_misshaped_tensors_are_named():
     from_torch(state, arch, layout="timm")
 
 
-def _import_script():
-  """scripts/import_torch_weights.py as a module (scripts/ is not a package)."""
-  sys.path.insert(0, os.path.join(ROOT, "scripts"))
-  try:
-    import import_torch_weights  # pylint: disable=import-outside-toplevel
-  finally:
-    sys.path.pop(0)
-  return import_torch_weights
-
-
 def write_safetensors(path, tensors, bf16=()):
   """Minimal safetensors writer (the format: u64 header length, JSON header, raw data)."""
   header, chunks, offset = {"__metadata__": {"format": "pt"}}, [], 0
@@ -143,37 +135,80 @@ def test_import_script_reads_safetensors_and_npz(tmp_path):
     again.load_weights(out)
     for a, b in zip(model.get_weights(), again.get_weights()):
       np.testing.assert_allclose(a, b, atol=1e-7)
-  script = _import_script()
-  from_npz = script.read_state_dict(npz_path)
+  from_npz = torch_import.read_state_dict(npz_path)
   assert sorted(from_npz) == sorted(state)
-  read = script.read_safetensors(st_path)
+  read = torch_import.read_safetensors(st_path)
   np.testing.assert_array_equal(read["fc.bias"], state["fc.bias"])
   np.testing.assert_array_equal(read["stem.0.weight"], state["stem.0.weight"])
   bad = tmp_path / "w.bad"
   bad.write_text("x")
   with pytest.raises(ValueError, match="expected .pth"):
-    script.read_state_dict(str(bad))
+    torch_import.read_state_dict(str(bad))
 
 
-def test_import_script_reads_pth_checkpoints(tmp_path):
-  """The `.pth` path: a torchvision model saved by torch, bare and wrapped the mmcv way
-  (`{"state_dict": ..., "meta": ...}`). Torch is not a test dependency, so this runs where
-  torch is installed (the golden-file venv of tools/make_golden.py) and skips elsewhere."""
-  torch = pytest.importorskip("torch")
-  torchvision = pytest.importorskip("torchvision")
-  script = _import_script()
-  torch.manual_seed(0)
-  model = torchvision.models.video.r3d_18(num_classes=5).eval()
-  clip = np.random.default_rng(0).normal(size=(1, 3, 8, 32, 32)).astype(np.float32)
-  with torch.no_grad():
-    ref = model(torch.from_numpy(clip)).numpy()
-  bare, wrapped = str(tmp_path / "bare.pth"), str(tmp_path / "wrapped.pth")
-  torch.save(model.state_dict(), bare)
-  torch.save({"state_dict": model.state_dict(), "meta": {"epoch": 3}}, wrapped)
-  for path in (bare, wrapped):
-    state = script.read_state_dict(path)
-    assert all(isinstance(v, np.ndarray) for v in state.values())
-    kmodel = from_torch(state, "r3d_18")
-    got = keras.ops.convert_to_numpy(kmodel(np.transpose(clip, (0, 2, 3, 4, 1)),
-                                            training=False))
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+def _golden_arrays():
+  with np.load(os.path.join(GOLDEN, "tiny_state_dict.npz")) as z:
+    return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("name", ["tiny_state_dict.pth", "tiny_state_dict_wrapped.pth"])
+def test_pth_checkpoint_read_without_torch(name):
+  """A checkpoint torch 2.13 wrote (tools/make_torch_checkpoint.py), read tensor by tensor:
+  dtypes kept (float32/16/64, int64/8, bool; bfloat16 widened exactly to float32), strided and
+  offset views, shared storages, 0-d and empty tensors, BatchNorm's num_batches_tracked; the
+  mmcv wrapper `{"state_dict", "meta"}` unwrapped."""
+  want = _golden_arrays()
+  got = torch_import.read_state_dict(os.path.join(GOLDEN, name))
+  assert sorted(got) == sorted(want)
+  for k, w in want.items():
+    assert got[k].dtype == w.dtype and got[k].shape == w.shape, (k, got[k].dtype, got[k].shape)
+    np.testing.assert_array_equal(got[k], w, err_msg=k)
+  # Values the generator chose, so that a reader agreeing with a wrong npz would still fail.
+  base = np.arange(24, dtype=np.float32).reshape(4, 6) / np.float32(7.0)
+  np.testing.assert_array_equal(got["head.fc.weight_t"], base.T)
+  np.testing.assert_array_equal(got["head.fc.every_other"], base[1:, ::2])
+  np.testing.assert_array_equal(got["head.index"], [[-3, 2**40], [7, 0]])
+  np.testing.assert_array_equal(got["head.flag"], [True, False, True])
+  np.testing.assert_array_equal(got["head.int8"], [-128, 0, 127])
+  assert got["head.scalar"].shape == () and float(got["head.scalar"]) == 2.5
+  np.testing.assert_array_equal(got["head.fc.bf16"][:2], [0.5, -1.25])
+  assert got["backbone.1.num_batches_tracked"].dtype == np.int64
+  assert int(got["backbone.1.num_batches_tracked"]) == 1
+  if "wrapped" in name:
+    meta = torch_import.read_torch_checkpoint(os.path.join(GOLDEN, name))["meta"]
+    assert meta == {"epoch": 3, "iter": 120, "note": "tiny", "lr": [0.1, 0.01], "shape": (1, 2)}
+
+
+def test_pth_reader_refuses_objects_and_corrupt_files(tmp_path):
+  # A pickled nn.Module would run foreign code: refused, naming the class.
+  with pytest.raises(ValueError, match=r"refusing to load global torch\.nn\.modules\.linear"):
+    torch_import.read_state_dict(os.path.join(GOLDEN, "tiny_state_dict_module.pth"))
+  # A storage shorter than its tensors claim must not be read past its end.
+  src = os.path.join(GOLDEN, "tiny_state_dict.pth")
+  short = str(tmp_path / "short.pth")
+  with zipfile.ZipFile(src) as zin, zipfile.ZipFile(short, "w") as zout:
+    for info in zin.infolist():
+      data = zin.read(info.filename)
+      if info.filename.endswith("/data/0"):
+        data = data[:len(data) // 2]
+      zout.writestr(info.filename, data)
+  with pytest.raises(ValueError, match="reaches element"):
+    torch_import.read_state_dict(short)
+  legacy = tmp_path / "legacy.pth"
+  legacy.write_bytes(b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.")
+  with pytest.raises(ValueError, match="legacy"):
+    torch_import.read_state_dict(str(legacy))
+  with pytest.raises(FileNotFoundError):
+    torch_import.read_state_dict(str(tmp_path / "missing.pth"))
+  # The script reports such a file in one line with exit code 2, without a traceback.
+  bad = str(tmp_path / "module.pth")
+  shutil.copy(os.path.join(GOLDEN, "tiny_state_dict_module.pth"), bad)
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="",
+             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "import_torch_weights.py"),
+                      f"--input={bad}", f"--output={tmp_path / 'o.weights.h5'}"],
+                     env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 2, r.stderr[-2000:]
+  err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+  assert len(err) == 1 and "refusing to load global" in err[0] and "Traceback" not in r.stderr
+

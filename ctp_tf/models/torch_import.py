@@ -12,9 +12,19 @@
   its own input width. Tensors outside `backbone.` (the pretext head) are skipped.
 
 Any missing, unexpected or mis-shaped tensor raises a ValueError naming it.
+
+Reading weight files needs no torch either: `read_state_dict` takes `.pth`/`.pt` (torch's
+zip + pickle format, read by `read_torch_checkpoint` with a restricted unpickler over the
+standard library), `.safetensors` (`read_safetensors`) and `.npz`.
 """
 
+import collections
+import json
 import logging
+import os
+import pickle
+import struct
+import zipfile
 
 import numpy as np
 
@@ -206,3 +216,238 @@ def to_torch_state_dict(backbone, arch, layout="torchvision", classifier=None):
     kernel, bias = classifier.get_layer("logits").get_weights()
     out["fc.weight"], out["fc.bias"] = np.asarray(kernel).T, np.asarray(bias)
   return out
+
+
+# -- Weight files without torch. ---------------------------------------------------------------
+
+_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
+                       "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?", "BF16": "<u2"}
+
+
+def _bf16_to_float32(a):
+  """bfloat16 bit patterns (uint16) -> float32: bfloat16 is the top half of a float32."""
+  return (np.asarray(a).astype(np.uint32) << 16).view(np.float32)
+
+
+def read_safetensors(path):
+  """{name: numpy array} from a .safetensors file: an 8-byte little-endian header length, a
+  JSON header {name: {dtype, shape, data_offsets}}, then the raw little-endian buffer."""
+  with open(path, "rb") as f:
+    raw = f.read()
+  if len(raw) < 8:
+    raise ValueError(f"{path}: too short for a safetensors file")
+  (n,) = struct.unpack("<Q", raw[:8])
+  if n > len(raw) - 8:
+    raise ValueError(f"{path}: header length {n} exceeds the file size")
+  header = json.loads(raw[8:8 + n])
+  data = memoryview(raw)[8 + n:]
+  out = {}
+  for name, info in header.items():
+    if name == "__metadata__":
+      continue
+    dtype = info["dtype"]
+    if dtype not in _SAFETENSORS_DTYPES:
+      raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
+    begin, end = info["data_offsets"]
+    a = np.frombuffer(data[begin:end], dtype=_SAFETENSORS_DTYPES[dtype])
+    if dtype == "BF16":
+      a = _bf16_to_float32(a)
+    out[name] = a.reshape(info["shape"]).copy()
+  return out
+
+
+# torch storage class -> numpy dtype (byte order added from the archive's `byteorder` record).
+# "bf16" is read as uint16 bit patterns and widened to float32.
+_TORCH_STORAGES = {
+    "DoubleStorage": "f8", "FloatStorage": "f4", "HalfStorage": "f2", "BFloat16Storage": "bf16",
+    "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "?", "ComplexDoubleStorage": "c16",
+    "ComplexFloatStorage": "c8",
+}
+_TORCH_DTYPES = {
+    "float64": "f8", "double": "f8", "float32": "f4", "float": "f4", "float16": "f2",
+    "half": "f2", "bfloat16": "bf16", "int64": "i8", "long": "i8", "int32": "i4", "int": "i4",
+    "int16": "i2", "short": "i2", "int8": "i1", "uint8": "u1", "bool": "?",
+    "complex128": "c16", "complex64": "c8",
+}
+
+
+class _StorageType:
+  """Stands in for `torch.FloatStorage` & co. (and `torch.float32` & co.): just the dtype."""
+
+  def __init__(self, name, dtype):
+    self.name, self.dtype = name, dtype
+
+
+class _Storage:
+  """The raw bytes of one storage record and how to read them."""
+
+  def __init__(self, raw, dtype, byteorder, key):
+    self.raw, self.dtype, self.byteorder, self.key = raw, dtype, byteorder, key
+
+  def array(self, dtype=None):
+    dtype = dtype or self.dtype
+    if dtype is None:
+      raise ValueError(f"storage {self.key!r} has no dtype (an untyped storage read as a tensor "
+                       "without one)")
+    np_dtype = np.dtype("u2" if dtype == "bf16" else dtype)
+    if np_dtype.itemsize > 1:
+      np_dtype = np_dtype.newbyteorder("<" if self.byteorder == "little" else ">")
+    if len(self.raw) % np_dtype.itemsize:
+      raise ValueError(f"storage {self.key!r}: {len(self.raw)} bytes is not a whole number of "
+                       f"{dtype} elements")
+    return np.frombuffer(self.raw, np_dtype), dtype
+
+
+def _tensor(storage, offset, size, stride, dtype=None):
+  """A numpy copy of the strided view `storage[offset + sum(i_k * stride_k)]` (bounds checked:
+  a corrupt file must not read outside its storage)."""
+  flat, dtype = storage.array(dtype)
+  size, stride, offset = tuple(int(s) for s in size), tuple(int(s) for s in stride), int(offset)
+  if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size + stride):
+    raise ValueError(f"storage {storage.key!r}: bad tensor layout (offset {offset}, size {size}, "
+                     f"stride {stride})")
+  if 0 in size:
+    out = np.zeros(size, flat.dtype)
+  else:
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= flat.size:
+      raise ValueError(f"storage {storage.key!r}: tensor (offset {offset}, size {size}, stride "
+                       f"{stride}) reaches element {last} of a storage of {flat.size}")
+    out = np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=size, strides=tuple(s * flat.itemsize for s in stride),
+        writeable=False).copy()
+  out = out.astype(out.dtype.newbyteorder("="), copy=False)
+  return _bf16_to_float32(out) if dtype == "bf16" else out
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+  del requires_grad, backward_hooks, metadata
+  return _tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
+                       dtype, metadata=None):
+  del requires_grad, backward_hooks, metadata
+  return _tensor(storage, storage_offset, size, stride, dtype.dtype)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
+  del requires_grad, backward_hooks, state
+  return data
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+  """Builds only containers, numbers, strings and tensors (as numpy arrays): any other global
+  (a pickled nn.Module, an arbitrary callable) is refused, so loading runs no foreign code."""
+
+  _BUILTINS = {"set": set, "frozenset": frozenset, "tuple": tuple, "list": list, "dict": dict,
+               "slice": slice, "complex": complex, "float": float, "int": int, "bool": bool}
+  _TORCH_UTILS = {"_rebuild_tensor_v2": _rebuild_tensor_v2,
+                  "_rebuild_tensor_v3": _rebuild_tensor_v3,
+                  "_rebuild_parameter": _rebuild_parameter,
+                  "_rebuild_parameter_with_state": _rebuild_parameter}
+
+  def __init__(self, file, load_storage, path):
+    super().__init__(file)
+    self._load_storage = load_storage
+    self._path = path
+
+  def find_class(self, module, name):
+    if module == "collections" and name == "OrderedDict":
+      return collections.OrderedDict
+    if module in ("builtins", "__builtin__") and name in self._BUILTINS:
+      return self._BUILTINS[name]
+    if module == "torch._utils" and name in self._TORCH_UTILS:
+      return self._TORCH_UTILS[name]
+    if module == "torch" and name in _TORCH_STORAGES:
+      return _StorageType(name, _TORCH_STORAGES[name])
+    if module == "torch" and name == "UntypedStorage":
+      return _StorageType(name, None)
+    if module == "torch" and name in _TORCH_DTYPES:
+      return _StorageType(name, _TORCH_DTYPES[name])
+    raise pickle.UnpicklingError(
+        f"{self._path}: refusing to load global {module}.{name} (only tensors, containers, "
+        "numbers and strings are read; save a state_dict, not a pickled object)")
+
+  def persistent_load(self, pid):
+    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)):
+      raise pickle.UnpicklingError(f"{self._path}: unsupported persistent id {pid!r:.80}")
+    _, storage_type, key, _location, _numel = pid
+    return self._load_storage(str(key), storage_type.dtype)
+
+
+def read_torch_checkpoint(path):
+  """The object a `torch.save` zip checkpoint holds, with numpy arrays in place of tensors.
+
+  The format (torch >= 1.6): a zip archive `<name>/data.pkl` (a pickle whose tensors are
+  `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` calls and whose storages
+  are persistent ids `("storage", torch.<Type>Storage, key, location, numel)`),
+  `<name>/data/<key>` (each storage's raw bytes) and `<name>/byteorder`. Tensors come back as
+  contiguous numpy copies of their (possibly strided, offset) views, in their own dtype;
+  bfloat16 becomes float32 (exact). Objects other than tensors, containers, numbers and strings
+  are refused (like `torch.load(weights_only=True)`).
+
+  Raises:
+    ValueError: not a torch zip checkpoint (e.g. the legacy pre-1.6 format), a refused global,
+      or a corrupt record.
+  """
+  if not zipfile.is_zipfile(path):
+    with open(path, "rb") as f:
+      head = f.read(2)
+    legacy = " (this looks like torch's legacy pre-1.6 format: re-save it with a newer torch)" \
+        if head[:1] == b"\x80" else ""
+    raise ValueError(f"{path}: not a torch zip checkpoint{legacy}")
+  with zipfile.ZipFile(path) as z:
+    names = z.namelist()
+    pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+    if len(pkl) != 1:
+      raise ValueError(f"{path}: no single '<name>/data.pkl' record in the zip (a TorchScript "
+                       "archive or another zip file?)")
+    prefix = pkl[0][:-len("data.pkl")]
+    byteorder = "little"
+    if prefix + "byteorder" in names:
+      byteorder = z.read(prefix + "byteorder").decode().strip()
+      if byteorder not in ("little", "big"):
+        raise ValueError(f"{path}: unknown byteorder {byteorder!r}")
+    storages = {}
+
+    def load_storage(key, dtype):
+      if key not in storages:
+        record = prefix + "data/" + key
+        if record not in names:
+          raise ValueError(f"{path}: storage record {record!r} is missing")
+        storages[key] = z.read(record)
+      return _Storage(storages[key], dtype, byteorder, key)
+
+    with z.open(pkl[0]) as f:
+      try:
+        return _RestrictedUnpickler(f, load_storage, path).load()
+      except pickle.UnpicklingError as e:
+        raise ValueError(str(e)) from None
+
+
+def read_state_dict(path):
+  """{name: numpy array} from .pth/.pt (torch's zip format), .safetensors or .npz.
+
+  Unwraps mmcv's `{"state_dict": ..., "meta": ...}`; non-tensor entries are dropped. Arrays
+  keep their dtype (bfloat16 becomes float32); `from_torch` casts to float32.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no such file {path}")
+  lower = path.lower()
+  if lower.endswith(".safetensors"):
+    return read_safetensors(path)
+  if lower.endswith(".npz"):
+    with np.load(path) as z:
+      return {k: z[k] for k in z.files}
+  if lower.endswith((".pth", ".pt", ".bin", ".ckpt")):
+    obj = read_torch_checkpoint(path)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+      obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+      raise ValueError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    return {str(k): v for k, v in obj.items() if isinstance(v, np.ndarray)}
+  raise ValueError(f"{path}: expected .pth, .pt, .safetensors or .npz")
