@@ -75,6 +75,58 @@ def batch_stage(parts, config, with_visible=False):
   return example
 
 
+PLACEMENTS = ("input", "accelerator")
+
+
+def placement(config):
+  """`config.synthesis.placement` ("input" when absent), checked."""
+  value = config.synthesis.get("placement", "input") or "input"
+  if value not in PLACEMENTS:
+    raise ValueError(f"config.synthesis.placement={value!r}: use one of {PLACEMENTS}")
+  return value
+
+
+def accelerator_batch(parts, config):
+  """Host part of the "accelerator" placement on a batch of `clip_stage` outputs.
+
+  Computes the box trajectories from the per-clip draws (small tensors, so on whole batches)
+  and passes the uint8 crops through untouched: the pixel work is
+  `ctp_tf.layers.synthesis_stage.finish_clips`, run by the model's step.
+
+  Returns `{"clip": uint8 [B, T, S, S, 3], "boxes", "weights"}` plus the stage's
+  `synthesis_stage.STAGE_KEYS` (per-clip paste and colour parameters).
+  """
+  clip = parts["clip"]
+  t_len, height, width = clip.shape[1], clip.shape[2], clip.shape[3]
+  traj = synthesis.trajectory_batch(parts["randoms"], config.synthesis, t_len, height, width)
+  return {
+      "clip": clip, "boxes": traj["boxes"], "weights": tf.ones_like(traj["alpha"]),
+      "synth_source": traj["source"], "synth_mask": traj["mask"], "synth_soft": traj["soft"],
+      "synth_d0": traj["d0"], "synth_alpha": traj["alpha"],
+      "colour_hue_apply": tf.cast(parts["hue_apply"], tf.float32),
+      "colour_hue": parts["hue"], "colour_log_sat": parts["log_sat"],
+      "colour_shift": parts["shift"], "colour_alpha": parts["alpha"]}
+
+
+def finish_batch(batch):
+  """A batch of either placement as the "input" placement yields it (numpy, uint8 clip).
+
+  For host-side consumers of accelerator-placement batches (TensorBoard images, plots): runs
+  `synthesis_stage.finish_clips` eagerly and drops the stage's keys. Input-placement batches
+  are returned as numpy unchanged.
+  """
+  import numpy as np
+  from keras import ops
+  from ctp_tf.layers import synthesis_stage
+  batch = {k: np.asarray(v) for k, v in batch.items()}
+  if not synthesis_stage.has_stage_inputs(batch):
+    return batch
+  clip = ops.convert_to_numpy(synthesis_stage.finish_clips(batch)).astype(np.uint8)
+  out = {k: v for k, v in batch.items() if k not in synthesis_stage.STAGE_KEYS}
+  out["clip"] = clip
+  return out
+
+
 def pretrain_example(video, seed, config, with_visible=False):
   """One training example from a parsed video dict (`reader.read_videos`).
 
@@ -111,7 +163,10 @@ def pretrain_dataset(data_dir, config, *, split="train", batch_size, seed, num_i
 
   Returns:
     tf.data.Dataset of `{"clip": uint8 [B, T, S, S, 3], "boxes": float32 [B, N, T, 4],
-    "weights": float32 [B, N, T]}`.
+    "weights": float32 [B, N, T]}`. With `config.synthesis.placement="accelerator"` the clips
+    are the decoded crops without patches or colour jitter, and the batch also carries the
+    per-clip parameters (`ctp_tf.layers.synthesis_stage.STAGE_KEYS`) that `CtPModel` uses to
+    finish them in its step (`finish_batch` does it on the host).
   """
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -125,9 +180,17 @@ def pretrain_dataset(data_dir, config, *, split="train", batch_size, seed, num_i
   # B = 32) were measured 1.7x SLOWER per clip than per clip, on one core: the per-op overhead
   # they save (~2.6 ms/clip) is dwarfed by cache misses of full-batch passes (a batch of float
   # clips is ~80 MB; one clip, 2.4 MB, stays in cache).
-  make = tf.autograph.experimental.do_not_convert(lambda v, s: pretrain_example(v, s, config))
-  ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.batch(batch_size, drop_remainder=True)
+  if placement(config) == "accelerator":
+    # The host decodes and draws per clip; trajectories on the batch; pixels in the step.
+    make = tf.autograph.experimental.do_not_convert(lambda v, s: clip_stage(v, s, config))
+    ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(tf.autograph.experimental.do_not_convert(lambda p: accelerator_batch(p, config)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  else:
+    make = tf.autograph.experimental.do_not_convert(lambda v, s: pretrain_example(v, s, config))
+    ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   if options is not None:
     ds = ds.with_options(options)

@@ -163,7 +163,8 @@ def _sample_batch(dataset_fn, data_dir, config, seed):
   """A fixed batch of 3 synthesised clips for the TensorBoard box images."""
   ds = dataset_fn(data_dir, config, batch_size=3, seed=seed + 12345, num_input_pipelines=1,
                   input_pipeline_id=0)
-  return {k: np.asarray(v) for k, v in next(iter(ds)).items()}
+  from ctp_tf.data.pretrain_input import finish_batch
+  return finish_batch(next(iter(ds)))   # accelerator placement: finished on the host
 
 
 def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None,
