@@ -54,6 +54,9 @@ def pretrain_data_config():
   c.reduced_decode = 0.0
   # tf.data service dispatcher ("grpc://host:port"; scripts/data_service.py): "" = local.
   c.service_address = ""
+  # Per-clip seeds from the position in the stream ("stream") or from (epoch, file, record)
+  # ("video": what a tf.data service run uses, whichever worker reads which file).
+  c.clip_seeds = "stream"
   return c
 
 
