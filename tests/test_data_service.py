@@ -71,6 +71,8 @@ def test_clips_come_from_the_workers(tiny_data_dir):
   dispatcher = SERVICE.DispatchServer(SERVICE.DispatcherConfig(port=0))
   ds = pretrain_input.pretrain_dataset(tiny_data_dir, _config(), batch_size=2, seed=0,
                                        service_address=dispatcher.target)
+  graph = ds._as_serialized_graph().numpy()   # pylint: disable=protected-access
+  assert b"DataServiceDataset" in graph
   got = []
   reader = threading.Thread(target=lambda: got.append(next(iter(ds))), daemon=True)
   reader.start()
