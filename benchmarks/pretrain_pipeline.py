@@ -58,7 +58,17 @@ Alternated with `benchmarks/numpy_pipeline.py` (the release's kind of per-sample
 pipeline on the same JPEGs): ours 35.9, 38.0, 32.7 clips per CPU-s at 320x240, the numpy one
 37.5, 31.5, 31.4; at 171x128 58.6 against 49.7. On par, not 2x.
 
+Both synthesis placements on camera-like frames (`--frames_kind=camera`, the default now:
+pans over a photograph, 22.2 KB per 320x240 q90 frame), machine loaded (load average 7.6-9.1
+on the 2 cores; helpers' experiments running), --stored=320x240 --videos=32 --frames=60
+--batches=6 --warmup=2: host CPU-ms per clip, placement="input" 18.1 (1 core) / 17.7 (2
+cores); placement="accelerator" 9.75 / 10.1 (1.86x less host CPU: patches and colour jitter
+move to the train step); synthesis_only 8.1. `../shared/tools/release_pipeline_speed.py` on
+the same shards (one core each, alternated): ratio to the PyTorch release 1.14 (input) and
+2.20 (accelerator).
+
   python benchmarks/pretrain_pipeline.py --output=/tmp/pretrain_pipeline.json
+  python benchmarks/pretrain_pipeline.py --placements=accelerator --threads=1 --stages=
   python benchmarks/pretrain_pipeline.py --reduced_decode=1.6 --stages=decode,synthesis
   python benchmarks/pretrain_pipeline.py --stages=jpeg_floor --threads=1
 """
