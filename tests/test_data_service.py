@@ -125,3 +125,30 @@ def test_bad_service_address_is_one_line_and_exit_2(tiny_data_dir, tmp_path):
   r = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "data_service.py"),
                       "--mode=worker"], env=env, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and "needs --dispatcher" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_script_starts_a_dispatcher_and_a_worker_that_serve_clips(tiny_data_dir):
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+  script = os.path.join(REPO, "scripts", "data_service.py")
+  procs = []
+  try:
+    procs.append(subprocess.Popen([sys.executable, script, "--mode=dispatcher", "--port=0"],
+                                  env=env, stdout=subprocess.PIPE, text=True))
+    line = procs[0].stdout.readline()
+    assert line.startswith("dispatcher serving at grpc://"), line
+    target = line.split()[-1]
+    procs.append(subprocess.Popen([sys.executable, script, "--mode=worker",
+                                   f"--dispatcher={target}"], env=env, stdout=subprocess.PIPE,
+                                  text=True))
+    assert "worker serving" in procs[1].stdout.readline()
+    ds = pretrain_input.pretrain_dataset(tiny_data_dir, _config(), batch_size=2, seed=0,
+                                         service_address=target)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(next(iter(ds))), daemon=True)
+    reader.start()
+    reader.join(180)
+    assert got and got[0]["clip"].shape == (2, 8, 32, 32, 3)
+  finally:
+    for p in procs:
+      p.kill()
+      p.wait()
