@@ -285,7 +285,9 @@ def run_worker(data_dir, threads, stage):
   wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
   assert batch["clip"].shape[1:] == (16, 112, 112, 3), batch["clip"].shape
   clips = FLAGS.batches * FLAGS.batch_size
-  return {"clips_per_s": round(clips / wall, 1), "clips_per_cpu_s": round(clips / cpu, 1),
+  # What the batches were: finished clips, or crops for the step to finish (accelerator).
+  made = "accelerator" if "synth_source" in batch else "input"
+  return {"batches_made_for": made, "clips_per_s": round(clips / wall, 1), "clips_per_cpu_s": round(clips / cpu, 1),
           "cpu_ms_per_clip": round(1000 * cpu / clips, 2), "cpus_used": round(cpu / wall, 2),
           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
           "cores": 1 if threads == "1" else len(os.sched_getaffinity(0))}

@@ -43,6 +43,7 @@ def test_pretrain_pipeline_benchmark_runs_with_floor(tmp_path):
   assert result["frames_kind"] == "camera"
   assert (full["stage"], full["cores"]) == ("full", 1) and full["clips_per_cpu_s"] > 0
   assert full["placement"] == "input" and accel["placement"] == "accelerator"
+  assert (full["batches_made_for"], accel["batches_made_for"]) == ("input", "accelerator")
   assert accel["stage"] == "full" and accel["cpu_ms_per_clip"] > 0
   assert floor["stage"] == "jpeg_floor" and floor["frames"] == 16
   assert all(floor[f"decode_ms_ratio{r}"] > 0 for r in (1, 2, 4, 8))

@@ -127,6 +127,25 @@ def test_bad_service_address_is_one_line_and_exit_2(tiny_data_dir, tmp_path):
   assert r.returncode == 2 and "needs --dispatcher" in r.stderr and "Traceback" not in r.stderr
 
 
+def _readline(proc, timeout):
+  """A line of the process's stdout, or "" after `timeout` seconds (never blocks longer)."""
+  line = []
+  t = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+  t.start()
+  t.join(timeout)
+  return line[0] if line else ""
+
+
+CLIENT = """
+import sys
+from pretrain_helpers import tiny_config
+from ctp_tf.data import pretrain_input
+c = tiny_config(); c.data.clip_len = 8
+ds = pretrain_input.pretrain_dataset(sys.argv[1], c, batch_size=2, seed=0, service_address=sys.argv[2])
+print("CLIP", tuple(next(iter(ds))["clip"].shape))
+"""
+
+
 def test_script_starts_a_dispatcher_and_a_worker_that_serve_clips(tiny_data_dir):
   env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
   script = os.path.join(REPO, "scripts", "data_service.py")
@@ -134,20 +153,19 @@ def test_script_starts_a_dispatcher_and_a_worker_that_serve_clips(tiny_data_dir)
   try:
     procs.append(subprocess.Popen([sys.executable, script, "--mode=dispatcher", "--port=0"],
                                   env=env, stdout=subprocess.PIPE, text=True))
-    line = procs[0].stdout.readline()
+    line = _readline(procs[0], 120)
     assert line.startswith("dispatcher serving at grpc://"), line
     target = line.split()[-1]
     procs.append(subprocess.Popen([sys.executable, script, "--mode=worker",
                                    f"--dispatcher={target}"], env=env, stdout=subprocess.PIPE,
                                   text=True))
-    assert "worker serving" in procs[1].stdout.readline()
-    ds = pretrain_input.pretrain_dataset(tiny_data_dir, _config(), batch_size=2, seed=0,
-                                         service_address=target)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(next(iter(ds))), daemon=True)
-    reader.start()
-    reader.join(180)
-    assert got and got[0]["clip"].shape == (2, 8, 32, 32, 3)
+    assert "worker serving" in _readline(procs[1], 120)
+    # The trainer's side in its own process: a hung read ends with the timeout, not pytest.
+    client_env = dict(env, PYTHONPATH=os.pathsep.join(
+        [os.path.join(REPO, "tests"), REPO, os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", CLIENT, tiny_data_dir, target], env=client_env,
+                       capture_output=True, text=True, timeout=240)
+    assert "CLIP (2, 8, 32, 32, 3)" in r.stdout, r.stderr[-2000:]
   finally:
     for p in procs:
       p.kill()
