@@ -58,7 +58,17 @@ Alternated with `benchmarks/numpy_pipeline.py` (the release's kind of per-sample
 pipeline on the same JPEGs): ours 35.9, 38.0, 32.7 clips per CPU-s at 320x240, the numpy one
 37.5, 31.5, 31.4; at 171x128 58.6 against 49.7. On par, not 2x.
 
+Both synthesis placements on camera-like frames (`--frames_kind=camera`, the default now:
+pans over a photograph, 22.2 KB per 320x240 q90 frame), machine loaded (load average 7.6-9.1
+on the 2 cores; helpers' experiments running), --stored=320x240 --videos=32 --frames=60
+--batches=6 --warmup=2: host CPU-ms per clip, placement="input" 18.1 (1 core) / 17.7 (2
+cores); placement="accelerator" 9.75 / 10.1 (1.86x less host CPU: patches and colour jitter
+move to the train step); synthesis_only 8.1. `../shared/tools/release_pipeline_speed.py` on
+the same shards (one core each, alternated): ratio to the PyTorch release 1.14 (input) and
+2.20 (accelerator).
+
   python benchmarks/pretrain_pipeline.py --output=/tmp/pretrain_pipeline.json
+  python benchmarks/pretrain_pipeline.py --placements=accelerator --threads=1 --stages=
   python benchmarks/pretrain_pipeline.py --reduced_decode=1.6 --stages=decode,synthesis
   python benchmarks/pretrain_pipeline.py --stages=jpeg_floor --threads=1
 """
@@ -83,6 +93,15 @@ flags.DEFINE_integer("batches", 10, "Timed batches per setting (after warm-up)."
 flags.DEFINE_integer("warmup", 3, "Untimed batches first.")
 flags.DEFINE_list("stored", ["320x240", "171x128"], "Stored frame sizes WxH.")
 flags.DEFINE_list("threads", ["1", "all"], "Core settings for the full pipeline: 1 and/or all.")
+flags.DEFINE_list("placements", ["input", "accelerator"],
+                  "config.synthesis.placement of the full-pipeline runs: 'input' (everything on "
+                  "the host) and/or 'accelerator' (patches and colour jitter left to the train "
+                  "step: the host's CPU per clip without them).")
+flags.DEFINE_enum("frames_kind", "camera", ["camera", "synthetic"],
+                  "camera: slow camera pans (random zoom, flip, start, velocity, sensor noise) "
+                  "over a photograph (matplotlib's sample grace_hopper.jpg), ~16-21 KB per "
+                  "320x240 q90 frame, like converted camera video; synthetic: smooth random "
+                  "texture with moving blobs (~22.6 KB of fine texture per frame).")
 flags.DEFINE_list("stages", ["decode", "synthesis", "synthesis_only", "jpeg_floor"],
                   "Extra 1-core runs that cut the pipeline, to see where the time goes "
                   "(decode, synthesis, synthesis_only, jpeg_floor); 'full' is always run.")
@@ -95,11 +114,38 @@ flags.DEFINE_string("output", "", "Also write the JSON here.")
 flags.DEFINE_string("worker_data_dir", "", "Internal: run one timing on this data dir.")
 flags.DEFINE_string("worker_threads", "all", "Internal.")
 flags.DEFINE_string("worker_stage", "full", "Internal.")
+flags.DEFINE_string("worker_placement", "input", "Internal.")
 
 FLAGS = flags.FLAGS
 
 
-def make_shards(out_dir, width, height, videos, frames, seed=0):
+def camera_videos(width, height, videos, frames, seed=0):
+  """Yields `videos` lists of `frames` uint8 frames: camera pans over a photograph."""
+  import matplotlib.cbook
+  import numpy as np
+  import tensorflow as tf
+
+  with open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), "rb") as f:
+    photo = tf.io.decode_jpeg(f.read()).numpy().astype(np.float32)
+  rng = np.random.default_rng(seed)
+  for _ in range(videos):
+    # Zoomed so the frame (scaled to the photo's height) still leaves room to pan.
+    zoom = rng.uniform(1.0, 1.8) * max(height / photo.shape[0], width / photo.shape[1]) * 1.2
+    big = tf.image.resize(photo, (int(photo.shape[0] * zoom), int(photo.shape[1] * zoom))).numpy()
+    if rng.uniform() < 0.5:
+      big = big[:, ::-1]
+    y, x = rng.uniform(0, big.shape[0] - height), rng.uniform(0, big.shape[1] - width)
+    vy, vx = rng.uniform(-2, 2, 2)
+    out = []
+    for t in range(frames):
+      yy = int(np.clip(y + vy * t, 0, big.shape[0] - height))
+      xx = int(np.clip(x + vx * t, 0, big.shape[1] - width))
+      frame = big[yy:yy + height, xx:xx + width] + rng.normal(0, 2.0, (height, width, 3))
+      out.append(np.clip(frame, 0, 255).astype(np.uint8))
+    yield out
+
+
+def make_shards(out_dir, width, height, videos, frames, seed=0, kind="synthetic"):
   """Writes `videos` synthetic videos of `frames` JPEG frames at width x height, 4 shards."""
   import numpy as np
   import tensorflow as tf
@@ -108,7 +154,15 @@ def make_shards(out_dir, width, height, videos, frames, seed=0):
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
   records, total = [], 0
+  camera = camera_videos(width, height, videos, frames, seed) if kind == "camera" else None
   for v in range(videos):
+    if camera is not None:
+      jpegs = [tf.io.encode_jpeg(f, quality=90).numpy() for f in next(camera)]
+      total += sum(len(j) for j in jpegs)
+      records.append(shards.make_sequence_example(
+          jpegs, media_id=f"camera_{v}", label_index=v % 10, label_string=f"c{v % 10}",
+          height=height, width=width, frame_rate=25.0, index=v).SerializeToString())
+      continue
     # A texture twice the frame size, smooth at several scales, panned by a slow camera.
     tex = sum(tf.image.resize(rng.uniform(0, 255, (2 * height // s, 2 * width // s, 3)),
                               (2 * height, 2 * width)).numpy() * w
@@ -221,6 +275,7 @@ def run_worker(data_dir, threads, stage):
     return {**jpeg_floor(data_dir), "cores": 1}
   config = defaults.pretrain_config()
   config.data.reduced_decode = FLAGS.reduced_decode
+  config.synthesis.placement = FLAGS.worker_placement
   it = iter(_dataset(data_dir, config, stage, options))
   for _ in range(FLAGS.warmup):
     next(it)
@@ -230,7 +285,9 @@ def run_worker(data_dir, threads, stage):
   wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
   assert batch["clip"].shape[1:] == (16, 112, 112, 3), batch["clip"].shape
   clips = FLAGS.batches * FLAGS.batch_size
-  return {"clips_per_s": round(clips / wall, 1), "clips_per_cpu_s": round(clips / cpu, 1),
+  # What the batches were: finished clips, or crops for the step to finish (accelerator).
+  made = "accelerator" if "synth_source" in batch else "input"
+  return {"batches_made_for": made, "clips_per_s": round(clips / wall, 1), "clips_per_cpu_s": round(clips / cpu, 1),
           "cpu_ms_per_clip": round(1000 * cpu / clips, 2), "cpus_used": round(cpu / wall, 2),
           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
           "cores": 1 if threads == "1" else len(os.sched_getaffinity(0))}
@@ -249,31 +306,35 @@ def main(argv):
     return
   work = FLAGS.work_dir or tempfile.mkdtemp(prefix="ctp_pretrain_bench_")
   results = {"pipeline": "pretrain_dataset", "batch_size": FLAGS.batch_size,
+             "frames_kind": FLAGS.frames_kind,
              "videos": FLAGS.videos, "frames": FLAGS.frames,
              "reduced_decode": FLAGS.reduced_decode, "baseline_pytorch_1core_320x240": 99.0,
              "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
              "load_average_before": os.getloadavg(), "runs": []}
-  settings = [(t, "full") for t in FLAGS.threads] + [("1", s) for s in FLAGS.stages
-                                                     if s != "full"]
+  settings = [(t, "full", p) for p in FLAGS.placements for t in FLAGS.threads]
+  settings += [("1", s, "input") for s in FLAGS.stages if s != "full"]
   for stored in FLAGS.stored:
     w, h = (int(v) for v in stored.split("x"))
-    data_dir = os.path.join(work, stored)
+    data_dir = os.path.join(work, f"{FLAGS.frames_kind}_{stored}")
     bytes_per_frame = None
     if not os.path.exists(os.path.join(data_dir, "train-00003-of-00004.tfrecord")):
       os.makedirs(data_dir, exist_ok=True)
       t = time.time()
-      bytes_per_frame = make_shards(data_dir, w, h, FLAGS.videos, FLAGS.frames)
+      bytes_per_frame = make_shards(data_dir, w, h, FLAGS.videos, FLAGS.frames,
+                                    kind=FLAGS.frames_kind)
       print(f"made {stored} shards in {time.time() - t:.0f}s", file=sys.stderr)
-    for threads, stage in settings:
+    for threads, stage, placement in settings:
       cmd = [sys.executable, os.path.abspath(__file__), f"--worker_data_dir={data_dir}",
              f"--worker_threads={threads}", f"--worker_stage={stage}",
+             f"--worker_placement={placement}",
              f"--batch_size={FLAGS.batch_size}", f"--batches={FLAGS.batches}",
              f"--warmup={FLAGS.warmup}", f"--reduced_decode={FLAGS.reduced_decode}"]
       out = subprocess.run(cmd, capture_output=True, text=True, check=False)
       line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
       if not line:
-        raise RuntimeError(f"worker failed ({stored}, {threads}, {stage}):\n{out.stderr[-3000:]}")
-      run = {"stored": stored, "threads": threads, "stage": stage,
+        raise RuntimeError(f"worker failed ({stored}, {threads}, {stage}, {placement}):\n"
+                           f"{out.stderr[-3000:]}")
+      run = {"stored": stored, "threads": threads, "stage": stage, "placement": placement,
              **json.loads(line[0][len("RESULT "):])}
       if bytes_per_frame:
         run["stored_bytes_per_frame"] = round(bytes_per_frame)

@@ -25,6 +25,9 @@ def synthesis_config():
   c.opacity_range = (0.8, 1.0)
   c.visible_prob = 0.8             # 1.0 turns the masked region model off
   c.paste_large_first = True
+  # Where the pixel work (patches, colour jitter) runs: "input" (the tf.data map, reference)
+  # or "accelerator" (ctp_tf.layers.synthesis_stage inside the train step; same boxes).
+  c.placement = "input"
   return c
 
 
@@ -49,6 +52,11 @@ def pretrain_data_config():
   # JPEG decoding at 1/2 resolution when frames shrink by >= this factor (0.0: off, exact;
   # 2.0: only where the result is close to exact). See ctp_tf.data.augment.decode_scale_crop.
   c.reduced_decode = 0.0
+  # tf.data service dispatcher ("grpc://host:port"; scripts/data_service.py): "" = local.
+  c.service_address = ""
+  # Per-clip seeds from the position in the stream ("stream") or from (epoch, file, record)
+  # ("video": what a tf.data service run uses, whichever worker reads which file).
+  c.clip_seeds = "stream"
   return c
 
 

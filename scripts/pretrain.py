@@ -7,6 +7,7 @@
   python scripts/pretrain.py ... --strategy=mirrored           # all GPUs of this machine
   TF_CONFIG='{...}' python scripts/pretrain.py ... --strategy=multi_worker
   python scripts/pretrain.py ... --strategy=tpu --tpu=NAME
+  python scripts/pretrain.py ... --data_service=grpc://HOST:5050   # scripts/data_service.py
 
 Re-running the same command resumes from WORKDIR/backup. Exit status 0 when training
 completed, 1 on a NaN loss (the last good backup is kept and named), 2 on bad input.
@@ -51,6 +52,9 @@ _STRATEGY = flags.DEFINE_enum("strategy", "auto",
                               ["auto", "default", "mirrored", "multi_worker", "tpu"],
                               "tf.distribute strategy (auto: mirrored over >1 GPU).")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
+_DATA_SERVICE = flags.DEFINE_string(
+    "data_service", None, "tf.data service dispatcher grpc://host:port (scripts/data_service.py): "
+    "its workers read and prepare the clips (sets config.data.service_address).")
 _DEMO_DIR = flags.DEFINE_string("demo_dir", None, "Cache for the demo data "
                                 "(default $CTP_TF_DEMO_DIR or ~/.cache/ctp_tf/demo).")
 
@@ -61,6 +65,9 @@ def main(argv):
   from ctp_tf.training import pretrain  # noqa: PLC0415  (imports TensorFlow)
   from ctp_tf.training import strategy as strat  # noqa: PLC0415
   config = _CONFIG.value
+  if _DATA_SERVICE.value is not None:
+    with config.unlocked():
+      config.data.service_address = _DATA_SERVICE.value
   data_dir = _DATA_DIR.value
   if not data_dir and config.get("demo_data", False):
     from ctp_tf import demo_assets  # noqa: PLC0415

@@ -28,7 +28,8 @@ def test_gpu_compare_keras_side_runs_without_torch():
 
 def test_pretrain_pipeline_benchmark_runs_with_floor(tmp_path):
   """benchmarks/pretrain_pipeline.py end to end at toy size: the full pipeline on one core
-  and the JPEG-decode floor, with its JSON fields."""
+  in both synthesis placements (camera-pan frames) and the JPEG-decode floor, with its JSON
+  fields."""
   script = os.path.join(REPO, "benchmarks", "pretrain_pipeline.py")
   proc = subprocess.run(
       [sys.executable, script, "--videos=4", "--frames=20", "--stored=96x72", "--threads=1",
@@ -38,8 +39,12 @@ def test_pretrain_pipeline_benchmark_runs_with_floor(tmp_path):
       env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout[proc.stdout.index("{"):])
-  full, floor = result["runs"]
+  full, accel, floor = result["runs"]
+  assert result["frames_kind"] == "camera"
   assert (full["stage"], full["cores"]) == ("full", 1) and full["clips_per_cpu_s"] > 0
+  assert full["placement"] == "input" and accel["placement"] == "accelerator"
+  assert (full["batches_made_for"], accel["batches_made_for"]) == ("input", "accelerator")
+  assert accel["stage"] == "full" and accel["cpu_ms_per_clip"] > 0
   assert floor["stage"] == "jpeg_floor" and floor["frames"] == 16
   assert all(floor[f"decode_ms_ratio{r}"] > 0 for r in (1, 2, 4, 8))
 

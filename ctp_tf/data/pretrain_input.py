@@ -14,7 +14,7 @@ run is reproducible whatever the parallelism, and pipelines on different hosts d
 
 import tensorflow as tf
 
-from ctp_tf.data import augment, color, reader, sampling, synthesis
+from ctp_tf.data import augment, color, reader, sampling, shards, synthesis
 
 
 def example_seeds(seed, input_pipeline_id):
@@ -23,6 +23,56 @@ def example_seeds(seed, input_pipeline_id):
                      tf.int32)
   return tf.data.Dataset.range(2**62).map(tf.autograph.experimental.do_not_convert(
       lambda i: tf.random.experimental.stateless_fold_in(base, i)))
+
+
+def video_seeded_stream(data_dir, split, *, seed, num_input_pipelines=1, input_pipeline_id=0,
+                        repeat=True, shuffle_buffer=256):
+  """(parsed video, int32 [2] seed) pairs whose seeds depend on (epoch, file, record) only.
+
+  The source is a `Dataset.range` of (epoch, file) units, which tf.data service's dynamic
+  sharding hands out to workers one at a time; the file order is reshuffled each epoch and
+  videos are shuffled in a buffer, but a clip's seed (and so the clip) does not depend on the
+  order or on which worker reads it.
+  """
+  paths = reader.list_shards(data_dir, split)
+  if len(paths) >= num_input_pipelines:
+    paths = paths[input_pipeline_id::num_input_pipelines]
+  n = len(paths)
+  base = tf.constant([int(seed) % (2**31), 1000003 * (int(input_pipeline_id) + 1) % (2**31)],
+                     tf.int32)
+  paths_t = tf.constant(paths)
+  fold = tf.random.experimental.stateless_fold_in
+
+  def unit(i):
+    epoch = i // n
+    order = tf.argsort(tf.random.stateless_uniform([n], fold(base, epoch)))
+    return epoch, tf.gather(order, i % n)
+
+  def records(epoch, f):
+    file_seed = fold(fold(base, epoch), f)
+    return tf.data.TFRecordDataset(tf.gather(paths_t, f)).enumerate().map(
+        lambda k, rec: (rec, fold(file_seed, k)))
+
+  units = tf.data.Dataset.range(n * (2**40 if repeat else 1))
+  ds = units.map(tf.autograph.experimental.do_not_convert(unit))
+  ds = ds.interleave(tf.autograph.experimental.do_not_convert(records),
+                     cycle_length=max(1, min(16, n)), block_length=1,
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  return ds.map(tf.autograph.experimental.do_not_convert(
+      lambda rec, s: (shards.parse_sequence_example(rec), s)),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def service_target(address):
+  """'grpc://host:port' (or 'host:port') -> 'grpc://host:port'; ValueError otherwise."""
+  address = str(address).strip()
+  rest = address.split("://", 1)[1] if "://" in address else address
+  host, _, port = rest.rpartition(":")
+  if ("://" in address and not address.startswith("grpc://")) or not host or \
+      not port.isdigit() or not 0 < int(port) < 65536:
+    raise ValueError(f"tf.data service address {address!r} is not grpc://host:port")
+  return "grpc://" + rest
 
 
 def clip_stage(video, seed, config):
@@ -75,6 +125,58 @@ def batch_stage(parts, config, with_visible=False):
   return example
 
 
+PLACEMENTS = ("input", "accelerator")
+
+
+def placement(config):
+  """`config.synthesis.placement` ("input" when absent), checked."""
+  value = config.synthesis.get("placement", "input") or "input"
+  if value not in PLACEMENTS:
+    raise ValueError(f"config.synthesis.placement={value!r}: use one of {PLACEMENTS}")
+  return value
+
+
+def accelerator_batch(parts, config):
+  """Host part of the "accelerator" placement on a batch of `clip_stage` outputs.
+
+  Computes the box trajectories from the per-clip draws (small tensors, so on whole batches)
+  and passes the uint8 crops through untouched: the pixel work is
+  `ctp_tf.layers.synthesis_stage.finish_clips`, run by the model's step.
+
+  Returns `{"clip": uint8 [B, T, S, S, 3], "boxes", "weights"}` plus the stage's
+  `synthesis_stage.STAGE_KEYS` (per-clip paste and colour parameters).
+  """
+  clip = parts["clip"]
+  t_len, height, width = clip.shape[1], clip.shape[2], clip.shape[3]
+  traj = synthesis.trajectory_batch(parts["randoms"], config.synthesis, t_len, height, width)
+  return {
+      "clip": clip, "boxes": traj["boxes"], "weights": tf.ones_like(traj["alpha"]),
+      "synth_source": traj["source"], "synth_mask": traj["mask"], "synth_soft": traj["soft"],
+      "synth_d0": traj["d0"], "synth_alpha": traj["alpha"],
+      "colour_hue_apply": tf.cast(parts["hue_apply"], tf.float32),
+      "colour_hue": parts["hue"], "colour_log_sat": parts["log_sat"],
+      "colour_shift": parts["shift"], "colour_alpha": parts["alpha"]}
+
+
+def finish_batch(batch):
+  """A batch of either placement as the "input" placement yields it (numpy, uint8 clip).
+
+  For host-side consumers of accelerator-placement batches (TensorBoard images, plots): runs
+  `synthesis_stage.finish_clips` eagerly and drops the stage's keys. Input-placement batches
+  are returned as numpy unchanged.
+  """
+  import numpy as np
+  from keras import ops
+  from ctp_tf.layers import synthesis_stage
+  batch = {k: np.asarray(v) for k, v in batch.items()}
+  if not synthesis_stage.has_stage_inputs(batch):
+    return batch
+  clip = ops.convert_to_numpy(synthesis_stage.finish_clips(batch)).astype(np.uint8)
+  out = {k: v for k, v in batch.items() if k not in synthesis_stage.STAGE_KEYS}
+  out["clip"] = clip
+  return out
+
+
 def pretrain_example(video, seed, config, with_visible=False):
   """One training example from a parsed video dict (`reader.read_videos`).
 
@@ -90,7 +192,7 @@ def pretrain_example(video, seed, config, with_visible=False):
 
 
 def pretrain_dataset(data_dir, config, *, split="train", batch_size, seed, num_input_pipelines=1,
-                     input_pipeline_id=0, repeat=True, options=None):
+                     input_pipeline_id=0, repeat=True, options=None, service_address=None):
   """Batches of CtP training examples with static shapes.
 
   Example:
@@ -108,26 +210,60 @@ def pretrain_dataset(data_dir, config, *, split="train", batch_size, seed, num_i
     num_input_pipelines, input_pipeline_id: this host's part of the data (and its seeds).
     repeat: repeat forever.
     options: optional tf.data.Options applied to the result (e.g. thread limits).
+    service_address: tf.data service dispatcher, "grpc://host:port" (`scripts/data_service.py`);
+      None: `config.data.service_address`; "": local. With a service, reading, decoding and
+      the per-clip stages run on its workers (whole shard files handed out on demand, so
+      workers may come and go) and clip seeds follow (epoch, file, record), as with
+      `config.data.clip_seeds="video"` locally: the same clips as a local run of that kind,
+      in another order.
 
   Returns:
     tf.data.Dataset of `{"clip": uint8 [B, T, S, S, 3], "boxes": float32 [B, N, T, 4],
-    "weights": float32 [B, N, T]}`.
+    "weights": float32 [B, N, T]}`. With `config.synthesis.placement="accelerator"` the clips
+    are the decoded crops without patches or colour jitter, and the batch also carries the
+    per-clip parameters (`ctp_tf.layers.synthesis_stage.STAGE_KEYS`) that `CtPModel` uses to
+    finish them in its step (`finish_batch` does it on the host).
   """
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  videos = reader.read_videos(
-      data_dir, split, shuffle=True, seed=seed, num_shards=num_input_pipelines,
-      shard_index=input_pipeline_id, repeat=repeat,
-      shuffle_buffer=int(config.data.get("shuffle_buffer", 256)))
-  ds = tf.data.Dataset.zip(videos, example_seeds(seed, input_pipeline_id))
+  if service_address is None:
+    service_address = config.data.get("service_address", "") or ""
+  clip_seeds = config.data.get("clip_seeds", "stream") or "stream"
+  if clip_seeds not in ("stream", "video"):
+    raise ValueError(f"config.data.clip_seeds={clip_seeds!r}: use 'stream' or 'video'")
+  shuffle_buffer = int(config.data.get("shuffle_buffer", 256))
+  if service_address or clip_seeds == "video":
+    # tf.data service workers read whole files handed out by the dispatcher, so a clip's
+    # seed must not depend on which worker made it: seeds by (epoch, file, record).
+    ds = video_seeded_stream(data_dir, split, seed=seed, num_input_pipelines=num_input_pipelines,
+                             input_pipeline_id=input_pipeline_id, repeat=repeat,
+                             shuffle_buffer=shuffle_buffer)
+  else:
+    videos = reader.read_videos(
+        data_dir, split, shuffle=True, seed=seed, num_shards=num_input_pipelines,
+        shard_index=input_pipeline_id, repeat=repeat, shuffle_buffer=shuffle_buffer)
+    ds = tf.data.Dataset.zip(videos, example_seeds(seed, input_pipeline_id))
   # No Python control flow on tensors below: skipping AutoGraph saves seconds of tracing.
   # Everything per clip, batch last. Synthesis and colour on whole batches (`batch_stage` on
   # B = 32) were measured 1.7x SLOWER per clip than per clip, on one core: the per-op overhead
   # they save (~2.6 ms/clip) is dwarfed by cache misses of full-batch passes (a batch of float
   # clips is ~80 MB; one clip, 2.4 MB, stays in cache).
-  make = tf.autograph.experimental.do_not_convert(lambda v, s: pretrain_example(v, s, config))
-  ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  accelerator = placement(config) == "accelerator"
+  if accelerator:   # the host decodes and draws; trajectories on the batch; pixels in the step
+    per_clip = lambda v, s: clip_stage(v, s, config)
+  else:
+    per_clip = lambda v, s: pretrain_example(v, s, config)
+  ds = ds.map(tf.autograph.experimental.do_not_convert(per_clip),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if service_address:
+    # Everything above runs on the service's workers; batching (a copy) stays here.
+    ds = ds.apply(tf.data.experimental.service.distribute(
+        processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
+        service=service_target(service_address)))
   ds = ds.batch(batch_size, drop_remainder=True)
+  if accelerator:
+    ds = ds.map(tf.autograph.experimental.do_not_convert(lambda p: accelerator_batch(p, config)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   if options is not None:
     ds = ds.with_options(options)

@@ -452,6 +452,25 @@ def synthesize_batch(clips, randoms, config=None, return_internals=False, float_
   return out
 
 
+def trajectory_batch(randoms, config, num_frames, height, width):
+  """Boxes and paste parameters of a batch from its per-clip `draw_randoms` `[B, N, D]`.
+
+  The host part of the "accelerator" placement: the same trajectories `synthesize_batch`
+  computes, without touching pixels; `ctp_tf.layers.synthesis_stage.paste_patches` pastes them.
+  Returns dict: `boxes` float32 `[B, N, T, 4]`, `visible` bool `[B, N, T]`, `alpha` float32
+  `[B, N, T]` (opacity, 0 where hidden), `source`, `mask` int32 `[B, N]`, `soft` float32
+  `[B, N]` (1: soft edge), `d0` float32 `[B, N]`.
+  """
+  config = config or default_config()
+  _check_config(config)
+  traj = _trajectories(tf.convert_to_tensor(randoms, tf.float32), config, int(num_frames),
+                       int(height), int(width))
+  return {"boxes": traj["boxes"], "visible": traj["visible"],
+          "alpha": tf.cast(traj["visible"], tf.float32) * traj["opacity"],
+          "source": traj["source"], "mask": traj["mask"],
+          "soft": tf.cast(traj["soft"], tf.float32), "d0": traj["d0"]}
+
+
 def synthesize_trajectories(clip, seed, config=None, return_internals=False):
   """Pastes `config.num_trajectories` moving patches into `clip` (Catch-the-Patch).
 

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from ctp_tf.layers.initializers import NumpyNormal
+from ctp_tf.layers import synthesis_stage
 from ctp_tf.layers.roi_align import ROIAlign
 from ctp_tf.models.resnet3d import build_backbone
 
@@ -85,6 +86,8 @@ class CtPModel(keras.Model):
 
   Called on `{"clip": [B, T, H, W, 3], "boxes": [B, N, T, 4]}` (only the frame-0 boxes are
   read; other keys such as "weights" are ignored) it returns normalised deltas `[B, N, T, 4]`.
+  A batch of the "accelerator" placement (`synthesis_stage.STAGE_KEYS` present) has its
+  patches and colour jitter applied first, inside the step (`synthesis_stage.finish_clips`).
   `compute_loss` reads the ground truth from the same dict (`x["boxes"]`, `x["weights"]`), so
   `fit` takes a dataset of `{"clip", "boxes", "weights"}` dicts with no labels; compile with
   an optimizer only. Metrics: `loss`, `loss_ctr`, `loss_size`, `iou` (decoded boxes vs ground
@@ -160,6 +163,10 @@ class CtPModel(keras.Model):
 
   def call(self, inputs, training=None):
     clip, boxes = inputs["clip"], inputs["boxes"]
+    if synthesis_stage.has_stage_inputs(inputs):
+      # config.synthesis.placement="accelerator": patches and colour jitter run here, in the
+      # step, on the uint8 crops the input pipeline decoded (same boxes, same pixels).
+      clip = synthesis_stage.finish_clips(inputs)
     features = self.backbone(clip, training=training)
     features = self.temporal_conv(features)                       # [B, T'', h, w, C]
     batch = ops.shape(boxes)[0]

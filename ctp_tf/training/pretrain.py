@@ -121,6 +121,27 @@ def _mixed_precision_policy(setting, strategy):
                       "'bfloat16'.")
 
 
+def _check_input_placement(config):
+  """config.synthesis.placement and config.data.service_address, checked (a reachable
+  dispatcher), so a typo is one line and not a hang inside tf.data."""
+  import socket
+  from ctp_tf.data import pretrain_input
+  try:
+    pretrain_input.placement(config)
+    address = config.data.get("service_address", "") or ""
+    if not address:
+      return
+    target = pretrain_input.service_target(address)
+  except ValueError as e:
+    raise PretrainError(str(e)) from None
+  host, port = target[len("grpc://"):].rsplit(":", 1)
+  try:
+    socket.create_connection((host, int(port)), timeout=10).close()
+  except OSError as e:
+    raise PretrainError(f"cannot reach the tf.data service dispatcher at {target} ({e}); start "
+                        "it with scripts/data_service.py --mode=dispatcher") from None
+
+
 def default_model_fn(config, clip_shape, num_boxes, synchronized_bn):
   from ctp_tf.models import build_ctp_model
   return build_ctp_model(config.model, clip_shape=clip_shape, num_boxes=num_boxes,
@@ -163,7 +184,8 @@ def _sample_batch(dataset_fn, data_dir, config, seed):
   """A fixed batch of 3 synthesised clips for the TensorBoard box images."""
   ds = dataset_fn(data_dir, config, batch_size=3, seed=seed + 12345, num_input_pipelines=1,
                   input_pipeline_id=0)
-  return {k: np.asarray(v) for k, v in next(iter(ds)).items()}
+  from ctp_tf.data.pretrain_input import finish_batch
+  return finish_batch(next(iter(ds)))   # accelerator placement: finished on the host
 
 
 def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None,
@@ -206,6 +228,7 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   num_videos = None if (custom_data and not data_dir) else _count_videos(data_dir, split)
   if num_videos is None and not config.train.steps_per_epoch:
     raise PretrainError("A custom dataset_fn without data_dir needs train.steps_per_epoch.")
+  _check_input_placement(config)
   per_replica, global_batch, steps_per_epoch = plan_batches(config, replicas, num_videos or 0)
   policy = _mixed_precision_policy(
       config.train.get("precision", "") or config.train.mixed_precision, s)
