@@ -260,6 +260,20 @@ def test_determinism_shapes_and_dtypes():
   assert not np.array_equal(a["clip"].numpy(), c["clip"].numpy())
 
 
+@pytest.mark.parametrize("t", [2, 3, 4])
+def test_clips_shorter_than_the_key_frame_slots(t):
+  # The default config has up to 5 key frames; a 2-4 frame clip must still synthesise (it
+  # failed with "Dimensions must be equal, 4 and 3" when the sorted times were cut to k_max).
+  clip = _random_clip(np.random.default_rng(3), t=t, h=48, w=48)
+  out = synthesis.synthesize_trajectories(clip, [4, 5], return_internals=True)
+  assert out["clip"].shape == (t, 48, 48, 3) and out["boxes"].shape == (3, t, 4)
+  times = out["loc_times"].numpy()
+  assert (times[..., 0] == 0).all() and (times[..., -1] == t - 1).all()
+  assert (np.diff(times, axis=-1) >= 0).all()
+  boxes = out["boxes"].numpy()
+  assert (boxes[..., 2] > boxes[..., 0]).all() and (boxes[..., 3] > boxes[..., 1]).all()
+
+
 def test_works_in_parallel_tf_data_map_with_static_shapes():
   cfg = defaults.synthesis_config()
   cfg.scales = (8, 16)

@@ -141,7 +141,10 @@ def _key_frames(u_count, u_jitter, num_frames, probs, jitter_frac):
   is_key = tf.reduce_any(tf.equal(ticks[..., :, None], frames), axis=-2)
   is_key = is_key | tf.equal(frames, 0) | tf.equal(frames, num_frames - 1)
   k_max = k_inner + 2
-  times = tf.sort(tf.where(is_key, frames, num_frames - 1), axis=-1)[..., :k_max]
+  # Padded to k_max first so clips shorter than k_max frames still give k_max slots.
+  times = tf.where(is_key, frames, num_frames - 1)
+  pad = tf.fill(tf.concat([tf.shape(times)[:-1], [k_max]], 0), num_frames - 1)
+  times = tf.sort(tf.concat([times, pad], -1), axis=-1)[..., :k_max]
   slot = tf.cumsum(tf.cast(is_key, tf.int32), axis=-1) - 1
   count = tf.reduce_sum(tf.cast(is_key, tf.int32), -1)
   return times, slot, count
