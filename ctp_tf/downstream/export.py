@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from ctp_tf.errors import UserError
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "encoder.weights.h5"
 EXPORT_FORMAT = "ctp_tf.encoder_export"
@@ -41,7 +43,7 @@ EXPORT_VERSION = 1
 RETRIEVAL_GRID = (2, 3, 3)
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
   """An export directory is missing, incomplete, corrupt or of another architecture."""
 
 
@@ -72,6 +74,36 @@ def _replace_dir_atomically(tmp_dir, export_dir):
   os.rename(tmp_dir, export_dir)
   if old:
     shutil.rmtree(old, ignore_errors=True)
+
+
+def expected_clips(clip_shape):
+  """The text naming what the serving signature accepts, e.g. `uint8 [N, 16, 112, 112, 3]`."""
+  t, h, w = (int(v) for v in clip_shape)
+  return f"uint8 [N, {t}, {h}, {w}, 3]"
+
+
+def validate_clips(clips, clip_shape):
+  """Graph-side check of a serving input (rank, frame count, size, channels) before any op.
+
+  The signature's input spec has no static shape, so nothing downstream is built for a shape
+  the client did not send: a wrong rank or size fails here with an InvalidArgumentError that
+  names the expected shape (with oneDNN, a rank-4 or rank-3 tensor reaching the convolutions
+  aborted or crashed the process). Returns `clips` with its static shape [None, T, H, W, 3].
+  """
+  import tensorflow as tf
+
+  t, h, w = (int(v) for v in clip_shape)
+  shape = tf.shape(clips)
+  # Padded to 5 entries so the comparison below is valid for any rank.
+  padded = tf.concat([shape, tf.zeros([5], tf.int32)], 0)[:5]
+  ok = tf.logical_and(tf.equal(tf.rank(clips), 5),
+                      tf.reduce_all(tf.equal(padded[1:], tf.constant([t, h, w, 3], tf.int32))))
+  check = tf.debugging.Assert(
+      ok, [f"clips must be {expected_clips(clip_shape)} (N clips of {t} frames); got shape",
+           shape], summarize=6, name="check_clips_shape")
+  with tf.control_dependencies([check]):
+    clips = tf.identity(clips)
+  return tf.ensure_shape(clips, [None, t, h, w, 3])
 
 
 def export_encoder(model_or_backbone, export_dir, *, config, clip_shape=(16, 112, 112),
@@ -119,12 +151,24 @@ def export_encoder(model_or_backbone, export_dir, *, config, clip_shape=(16, 112
   archive.track(extractor)
 
   def serve(clips):
-    out = extractor(clips, training=False)
-    return {"features": out["features"], "retrieval_features": out["retrieval_features"]}
+    clips = validate_clips(clips, (t, h, w))
 
+    def compute():
+      out = extractor(clips, training=False)
+      return out["features"], out["retrieval_features"]
+
+    def empty():   # a batch of 0 clips: 0 rows of each output
+      return tf.zeros([0, num_features]), tf.zeros([0, retrieval_dim])
+
+    features, retrieval = tf.cond(tf.shape(clips)[0] > 0, compute, empty)
+    return {"features": tf.ensure_shape(features, [None, num_features]),
+            "retrieval_features": tf.ensure_shape(retrieval, [None, retrieval_dim])}
+
+  # The spec leaves the shape open so that `validate_clips` sees what the client sent (a
+  # static [None, T, H, W, 3] spec is not enforced when a signature is called).
   archive.add_endpoint(
       name="serving_default", fn=serve,
-      input_signature=[tf.TensorSpec([None, t, h, w, 3], tf.uint8, name="clips")])
+      input_signature=[tf.TensorSpec(None, tf.uint8, name="clips")])
   archive.write_out(tmp_dir, verbose=False)
 
   standard.save_weights(os.path.join(tmp_dir, WEIGHTS_NAME))
@@ -235,8 +279,18 @@ def load_serving(export_dir, *, arch=None, width_multiplier=None):
     raise ExportError(f"corrupt export: tf.saved_model.load({export_dir!r}) failed: "
                       f"{type(e).__name__}: {e}") from e
 
+  expected = expected_clips(cfg["clip_shape"])
+
   def call(clips):
-    return fn(clips=tf.convert_to_tensor(clips, tf.uint8))
+    dtype = getattr(clips, "dtype", None)
+    if dtype is not None and tf.as_dtype(dtype) != tf.uint8:
+      raise tf.errors.InvalidArgumentError(
+          None, None, f"clips must be {expected}; got dtype {tf.as_dtype(dtype).name}")
+    try:
+      clips = tf.convert_to_tensor(clips, tf.uint8)
+    except (TypeError, ValueError) as e:
+      raise tf.errors.InvalidArgumentError(None, None, f"clips must be {expected}: {e}") from e
+    return fn(clips=clips)
 
   call.loaded = loaded  # keeps the variables alive as long as the function
   return call, cfg

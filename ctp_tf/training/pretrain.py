@@ -29,6 +29,7 @@ import time
 import numpy as np
 from absl import logging
 
+from ctp_tf.errors import UserError
 from ctp_tf.training import callbacks as cbs
 from ctp_tf.training import optimizer as optim
 from ctp_tf.training import strategy as strat
@@ -36,7 +37,7 @@ from ctp_tf.training import strategy as strat
 MIXED_PRECISION = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
-class PretrainError(ValueError):
+class PretrainError(UserError, ValueError):
   """Bad input found before the model is built (data dir, batch, config)."""
 
 
