@@ -28,16 +28,28 @@ def fail(message, code=2):
   sys.exit(code)
 
 
+def check_config_argv(config_default, config_flag="config", argv=None):
+  """Checks `--config=PATH` and the `--config.a.b` keys of `argv` (default sys.argv): one line
+  and exit 2 when the file is missing or a key is misspelt (close keys listed).
+
+  Call it before `config_flags.DEFINE_config_file`: that call already loads the file and
+  applies the overrides from sys.argv, and would raise a long traceback.
+  """
+  from ctp_tf.training import config_utils
+  argv = sys.argv if argv is None else argv
+  if any(a in ("--help", "--helpshort", "--helpfull", "-h") for a in argv[1:]):
+    return
+  try:
+    path = config_utils.config_path_from_argv(argv, config_default, config_flag)
+    config_utils.check_override_flags(argv, config_utils.load_config_file(path), config_flag)
+  except (UserError, FileNotFoundError) as e:
+    fail(e)
+
+
 def _flags_parser(config_flag, config_default):
   def parse(argv):
     if config_flag and config_default is not None:
-      from ctp_tf.training import config_utils
-      try:
-        path = config_utils.config_path_from_argv(argv, config_default, config_flag)
-        config_utils.check_override_flags(argv, config_utils.load_config_file(path),
-                                           config_flag)
-      except (UserError, FileNotFoundError) as e:
-        fail(e)
+      check_config_argv(config_default, config_flag, argv)
     try:
       return flags.FLAGS(argv)
     except flags.Error as e:

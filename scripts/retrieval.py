@@ -16,6 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from ctp_tf import cli  # noqa: E402
+
 flags.DEFINE_string("model", None, "Encoder export directory, or `random` for a randomly "
                     "initialised encoder of --arch.", required=True)
 flags.DEFINE_string("data_dir", None, "Converted shards with train and test splits.",
@@ -82,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -138,18 +138,22 @@ def find_corrupt_shard(paths):
 
 
 @contextlib.contextmanager
-def naming_bad_shards(data_dir, split):
+def naming_bad_shards(data_dir, *splits):
   """Turns a read error of TF (DataLossError `truncated record at N`, a parse error) raised
-  inside the block into a CorruptShardError that names the damaged file of `split`."""
+  inside the block into a CorruptShardError that names the damaged file of `splits`."""
   try:
     yield
   except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
     if isinstance(e, tf.errors.InvalidArgumentError) and "parse" not in str(e).lower():
       raise
-    try:
-      bad = find_corrupt_shard(list_shards(data_dir, split)) if data_dir else None
-    except DataError:
-      bad = None
+    bad = None
+    for split in splits if data_dir else ():
+      try:
+        bad = find_corrupt_shard(list_shards(data_dir, split))
+      except DataError:
+        bad = None
+      if bad:
+        break
     if bad is None:
       raise
     raise CorruptShardError(

@@ -47,6 +47,10 @@ class ExportError(UserError, ValueError):
   """An export directory is missing, incomplete, corrupt or of another architecture."""
 
 
+class NothingToExport(ExportError, FileNotFoundError):
+  """A pretraining workdir without any weights."""
+
+
 def _model_fields(config):
   """Returns (arch, width_multiplier, bn_epsilon) from a pretraining/finetuning config or dict.
 
@@ -199,10 +203,22 @@ def read_export_config(export_dir):
   """Reads and checks `config.json` of an export; raises ExportError naming what is wrong."""
   if not export_dir:
     raise ExportError("no export directory given.")
+  if os.path.isfile(export_dir):
+    raise ExportError(f"{export_dir!r} is a file; pass the export directory that holds it "
+                      f"({os.path.dirname(os.path.abspath(export_dir))!r}) instead.")
   if not os.path.isdir(export_dir):
     raise ExportError(f"export directory {export_dir!r} does not exist (expected the output of "
                       "scripts/export.py or a pretraining workdir's export/).")
   path = os.path.join(export_dir, CONFIG_NAME)
+  from ctp_tf.training import workdir as workdir_lib
+  kind = workdir_lib.kind_of(export_dir)
+  if kind == "pretrain":
+    raise ExportError(f"{export_dir!r} is a pretraining workdir, not an export; pass its export "
+                      f"directory ({os.path.join(export_dir, 'export')!r}, written when "
+                      "pretraining completes, or by scripts/export.py).")
+  if kind == "finetune":
+    raise ExportError(f"{export_dir!r} is a finetuning workdir, not an encoder export (exports "
+                      "come from pretraining workdirs: scripts/export.py).")
   if not os.path.exists(path):
     raise ExportError(f"{export_dir!r} is not a ctp_tf encoder export: {CONFIG_NAME} is missing.")
   try:
@@ -321,29 +337,53 @@ def load_ctp_workdir(workdir, *, checkpoint=None):
 
   from ctp_tf import models
 
+  from ctp_tf.training import workdir as workdir_lib
+
   cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.isdir(workdir):
+    raise ExportError(f"--workdir={workdir} does not exist or is not a directory.")
+  kind = workdir_lib.kind_of(workdir)
+  if kind == "finetune":
+    raise ExportError(f"--workdir={workdir} is a finetuning workdir; the encoder export is made "
+                      "from a pretraining workdir (scripts/pretrain.py).")
   if not os.path.exists(cfg_path):
-    raise FileNotFoundError(f"{cfg_path} not found: --workdir must be a pretraining workdir "
-                            "(written by scripts/pretrain.py).")
-  with open(cfg_path) as f:
-    saved = json.load(f)
-  config = ml_collections.ConfigDict(saved.get("config", saved))
-  weights = checkpoint or latest_weights(workdir)
-  if not os.path.exists(weights):
-    raise FileNotFoundError(f"--checkpoint {weights!r} does not exist.")
+    raise ExportError(f"{cfg_path} not found: --workdir must be a pretraining workdir "
+                      "(written by scripts/pretrain.py).")
+  try:
+    with open(cfg_path) as f:
+      saved = json.load(f)
+    config = ml_collections.ConfigDict(saved.get("config", saved))
+    config.synthesis.num_trajectories   # pylint: disable=pointless-statement
+  except (OSError, ValueError, AttributeError, KeyError) as e:
+    raise ExportError(f"{cfg_path} is not a pretraining config ({type(e).__name__}: {e}).") \
+        from None
+  if checkpoint:
+    candidates = [checkpoint]
+    if not os.path.exists(checkpoint):
+      raise ExportError(f"--checkpoint {checkpoint!r} does not exist.")
+  else:
+    from ctp_tf.training import callbacks as cbs
+    candidates = [s["weights"] for s in cbs.list_states(os.path.join(workdir, "backup"),
+                                                        os.path.join(workdir, "checkpoints"))]
+    if not candidates:
+      raise NothingToExport(f"no backup/ckpt-*.weights.h5 or checkpoints/epoch-*.weights.h5 in "
+                        f"{workdir!r}: nothing to export (has pretraining run there?).")
   t, h, w = _clip_shape(config)
   num_boxes = int(config.synthesis.num_trajectories)
   model = models.build_ctp_model(config.model, clip_shape=(t, h, w), num_boxes=num_boxes)
   boxes = np.tile(np.array([0, 0, min(8, w - 1), min(8, h - 1)], np.float32),
                   (1, num_boxes, t, 1))
   model({"clip": np.zeros((1, t, h, w, 3), np.uint8), "boxes": boxes}, training=False)
-  try:
-    # The backups also hold optimizer state; only the model's variables are needed here.
-    model.load_weights(weights, skip_mismatch=False)
-  except Exception as e:
-    raise ExportError(f"cannot load {weights} into the {config.model.arch} CtP model of "
-                      f"{cfg_path}: {type(e).__name__}: {e}") from e
-  return model, config, weights
+  errors = []
+  for weights in candidates:   # newest first; a damaged file falls back to an older one
+    try:
+      # The backups also hold optimizer state; only the model's variables are needed here.
+      model.load_weights(weights, skip_mismatch=False)
+      return model, config, weights
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(f"{weights}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+  raise ExportError(f"cannot load the weights into the {config.model.arch} CtP model of "
+                    f"{cfg_path}: " + "; ".join(errors))
 
 
 def _clip_shape(config):
