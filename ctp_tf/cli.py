@@ -46,6 +46,19 @@ def check_config_argv(config_default, config_flag="config", argv=None):
     fail(e)
 
 
+def int_list(flag, values, *, count=None, minimum=1):
+  """`--flag=a,b,c` as ints >= `minimum` (and exactly `count` of them), else UserError."""
+  try:
+    out = tuple(int(v) for v in values)
+  except (TypeError, ValueError):
+    raise UserError(f"--{flag}={','.join(map(str, values))}: expected integers.") from None
+  if (count is not None and len(out) != count) or not out or min(out) < minimum:
+    want = f"{count} " if count else ""
+    raise UserError(f"--{flag}={','.join(map(str, values))}: expected {want}integers >= "
+                    f"{minimum}.")
+  return out
+
+
 def _flags_parser(config_flag, config_default):
   def parse(argv):
     if config_flag and config_default is not None:

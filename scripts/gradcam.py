@@ -33,7 +33,7 @@ def main(argv):
   out_dir = FLAGS.out_dir or os.path.join(FLAGS.workdir, "gradcam")
   try:
     written = gradcam.gradcam_videos(
-        FLAGS.workdir, FLAGS.data_dir, [int(v) for v in FLAGS.video_index], out_dir,
+        FLAGS.workdir, FLAGS.data_dir, list(cli.int_list("video_index", FLAGS.video_index, minimum=0)), out_dir,
         split=FLAGS.split, class_index=FLAGS.class_index)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))

@@ -338,8 +338,31 @@ def fake_workdirs(tmp_path_factory):
   exp = root / "export"
   exp.mkdir()
   open(exp / "encoder.weights.h5", "wb").close()
+  json.dump({"format": "ctp_tf.encoder_export", "arch": "r3d_10", "width_multiplier": 0.125,
+             "clip_shape": [8, 32, 32]}, open(exp / "config.json", "w"))
   del defaults
   return {"pre": str(pre), "ft": str(ft), "export": str(exp), "root": root}
+
+
+def test_export_never_replaces_a_workdir_or_a_file(tmp_path):
+  """Held-out probe: `export.py --export_dir=WORKDIR` used to rename the whole workdir away
+  and delete it; a file there was replaced by the export."""
+  from ctp_tf import models
+  from ctp_tf.downstream import export
+  from ctp_tf.training import workdir as wl
+  backbone = models.build_backbone("r3d_10", "pretrain", width_multiplier=0.125)
+  w = tmp_path / "pre"
+  with wl.claim(str(w), "pretrain", {"m": 1}):
+    pass
+  (w / "backup").mkdir()
+  f = tmp_path / "file"
+  f.write_text("keep me")
+  for target in (w, f):
+    with pytest.raises(export.ExportError, match="--export_dir"):
+      export.export_encoder(backbone, str(target), config={"arch": "r3d_10",
+                                                           "width_multiplier": 0.125},
+                            clip_shape=(8, 32, 32))
+  assert sorted(os.listdir(w)) == ["backup", "workdir.json"] and f.read_text() == "keep me"
 
 
 def _run_all(commands, cwd, parallel=4):
@@ -391,6 +414,10 @@ def test_script_user_mistakes_are_one_line_exit_2(fake_workdirs, tiny_data_dir, 
         "--clip_shape=8,32,32", "--num_clips=1", "--resize=43,32", f"--data_dir={damaged}"),
        [victim]),
       (("make_demo_data", f"--out_dir={a_file}/sub"), [str(a_file)]),   # not writable
+      # held-out probes (not in the issue's list)
+      (("retrieval", "--model=random", "--topk=0,5", f"--data_dir={d}"), ["--topk=0,5"]),
+      (("pretrain", tiny, f"--data_dir={d}", f"--workdir={a_file}"), ["not a directory"]),
+      (("finetune", f"--data_dir={d}", f"--workdir={fw['export']}"), ["an encoder export"]),
   ]
   t0 = time.time()
   results = _run_all([args for args, _ in probes], str(tmp_path))

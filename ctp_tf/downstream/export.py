@@ -69,6 +69,24 @@ def _model_fields(config):
           float(model.get("bn_epsilon", 1e-3)))
 
 
+def _check_replaceable(export_dir):
+  """An older export (or a scratch directory) may be replaced; a file, a workdir or a dataset
+  never is (`--export_dir=WORKDIR` would otherwise delete the whole workdir)."""
+  from ctp_tf.training import workdir as workdir_lib
+  if not os.path.exists(export_dir):
+    return
+  if not os.path.isdir(export_dir):
+    raise ExportError(f"--export_dir={export_dir} exists and is a file; choose a directory.")
+  kind = workdir_lib.kind_of(export_dir)
+  precious = [n for n in ("backup", "checkpoints", "dataset.json", workdir_lib.KIND_FILE,
+                          workdir_lib.LOCK_FILE, "final.weights.h5")
+              if os.path.exists(os.path.join(export_dir, n))]
+  if kind in workdir_lib.KINDS or precious:
+    raise ExportError(f"--export_dir={export_dir} is a {kind or 'data'} directory "
+                      f"({', '.join(precious) or 'config.json'}), not an export: it would be "
+                      "replaced. Choose a new directory (default: WORKDIR/export).")
+
+
 def _replace_dir_atomically(tmp_dir, export_dir):
   """Moves a finished `tmp_dir` to `export_dir`, replacing an older export only at the end."""
   old = None
@@ -147,6 +165,7 @@ def export_encoder(model_or_backbone, export_dir, *, config, clip_shape=(16, 112
   retrieval_dim = int(probe["retrieval_features"].shape[-1])
 
   export_dir = os.path.abspath(export_dir)
+  _check_replaceable(export_dir)
   os.makedirs(os.path.dirname(export_dir), exist_ok=True)
   tmp_dir = f"{export_dir}.tmp-{os.getpid()}"
   shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -343,6 +362,9 @@ def load_ctp_workdir(workdir, *, checkpoint=None):
   if not os.path.isdir(workdir):
     raise ExportError(f"--workdir={workdir} does not exist or is not a directory.")
   kind = workdir_lib.kind_of(workdir)
+  if kind == "export":
+    raise ExportError(f"--workdir={workdir} is already an encoder export; export.py reads a "
+                      "pretraining workdir.")
   if kind == "finetune":
     raise ExportError(f"--workdir={workdir} is a finetuning workdir; the encoder export is made "
                       "from a pretraining workdir (scripts/pretrain.py).")

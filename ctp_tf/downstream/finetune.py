@@ -92,6 +92,8 @@ def workdir_info(workdir):
   from ctp_tf.training import workdir as workdir_lib
 
   cfg_path = os.path.join(workdir, CONFIG)
+  if workdir_lib.kind_of(workdir) == "export":
+    raise WorkdirError(f"--workdir={workdir} is an encoder export, not a finetuning workdir.")
   if workdir_lib.kind_of(workdir) == "pretrain":
     raise WorkdirError(f"--workdir={workdir} is a pretraining workdir; this needs a finetuning "
                        "workdir (scripts/finetune.py --init_from=<its export> "

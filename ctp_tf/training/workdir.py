@@ -69,6 +69,8 @@ def read_info(workdir):
   if isinstance(info, dict) and info.get("kind") in KINDS:
     return info["kind"], info.get("fields")
   cfg = _read_json(os.path.join(workdir, "config.json"))
+  if isinstance(cfg, dict) and cfg.get("format") == "ctp_tf.encoder_export":
+    return "export", None
   if isinstance(cfg, dict) and isinstance(cfg.get("config"), dict):
     try:
       if "num_classes" in cfg or "classes" in cfg:
@@ -186,6 +188,10 @@ def claim(workdir, kind, fields, *, overwrite=False, chief=True):
   lock = _acquire(workdir)
   try:
     old_kind, old_fields = read_info(workdir)
+    if old_kind == "export" or os.path.exists(os.path.join(workdir, "dataset.json")):
+      what = "an encoder export" if old_kind == "export" else "a converted dataset"
+      raise WorkdirError(f"--workdir={workdir} is {what}; pass a workdir of its own (a new "
+                         "directory).")
     if old_kind and old_kind != kind:
       raise WorkdirError(
           f"--workdir={workdir} is a {old_kind} workdir (written by {other[old_kind]}); "
