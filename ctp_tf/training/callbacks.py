@@ -57,15 +57,13 @@ def save_weights_atomic(model, path):
 
 
 def state_fingerprint(model, config_fingerprint=""):
-  """Hash of the config fingerprint and every variable's path and shape (model + optimizer):
-  what a backup must match to be restored into `model`."""
+  """Hash of the config fingerprint and every variable's shape, in order (model + optimizer):
+  what a backup must match to be restored into `model`. Shapes, not names: names change with
+  the strategy (e.g. synchronised BatchNorm) while the state stays loadable."""
   import hashlib
   items = [config_fingerprint]
-  variables = list(model.weights)
-  if getattr(model, "optimizer", None) is not None:
-    variables += list(model.optimizer.variables)
-  for v in variables:
-    items.append(f"{getattr(v, 'path', v.name)}:{tuple(v.shape)}")
+  for v in _all_variables(model):
+    items.append(str(tuple(v.shape)))
   return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
 
 

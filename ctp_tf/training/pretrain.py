@@ -30,8 +30,7 @@ import time
 import numpy as np
 from absl import logging
 
-from ctp_tf.errors import UserError
-from ctp_tf.errors import WorkdirError
+from ctp_tf.errors import UserError, WorkdirError
 from ctp_tf.training import callbacks as cbs
 from ctp_tf.training import config_utils
 from ctp_tf.training import optimizer as optim
