@@ -318,6 +318,30 @@ def test_divergence_stops_exports_nothing_and_rerun_gets_past_it(tmp_path):
   assert os.path.exists(os.path.join(w, "export"))
 
 
+def test_finetune_divergence_fails_the_run_and_keeps_nothing_after_it(tmp_path, tiny_data_dir):
+  from ctp_tf.downstream import finetune
+  from ctp_tf.errors import RunFailed
+  from ctp_tf.training import callbacks as cbs
+  c = finetune_tiny_config()
+  c.train.epochs, c.train.steps_per_epoch, c.train.backup_every_steps = 1, 4, 1
+  c.optimizer.lr, c.optimizer.clip_norm = 1e6, 0.0
+  c.train.max_loss = 20.0
+  w = str(tmp_path / "ft")
+  with pytest.raises(RunFailed) as e:
+    finetune.finetune(c, data_dir=tiny_data_dir, workdir=w, strategy="default")
+  import re
+  m = re.search(r"stopped at step (\d+): (loss above train.max_loss=20|non-finite loss); "
+                r"nothing after step (\d+) is kept", str(e.value))
+  assert m, str(e.value)
+  trip, good = int(m.group(1)), int(m.group(3))
+  assert good < trip
+  assert not os.path.exists(os.path.join(w, finetune.FINAL_WEIGHTS))
+  # what is left to resume from was written before the loss left its bound
+  states = cbs.list_states(os.path.join(w, "backup"), os.path.join(w, "checkpoints"))
+  assert all(s["step"] <= good for s in states), (states, good)
+  assert glob.glob(os.path.join(w, "backup", "*.diverged"))
+
+
 # ------------------------------------------------------------------------------- scripts --
 
 
@@ -395,6 +419,9 @@ def test_script_user_mistakes_are_one_line_exit_2(fake_workdirs, tiny_data_dir, 
   empty = _empty_split_dir(tmp_path / "empty", tiny_data_dir)
   damaged, victim = _damaged_copy(tmp_path / "bad", tiny_data_dir, "truncated")
   tiny = "--config=" + os.path.join(REPO, "configs", "tiny.py")
+  broken_json = tmp_path / "broken_json"
+  shutil.copytree(tiny_data_dir, broken_json)
+  (broken_json / "dataset.json").write_text('{"classes": [')
   probes = [
       (("finetune", "--config.train.bacth_size=4", "--workdir=w"),
        ["--config.train.bacth_size", "--config.train.batch_size"]),
@@ -418,6 +445,10 @@ def test_script_user_mistakes_are_one_line_exit_2(fake_workdirs, tiny_data_dir, 
       (("retrieval", "--model=random", "--topk=0,5", f"--data_dir={d}"), ["--topk=0,5"]),
       (("pretrain", tiny, f"--data_dir={d}", f"--workdir={a_file}"), ["not a directory"]),
       (("finetune", f"--data_dir={d}", f"--workdir={fw['export']}"), ["an encoder export"]),
+      (("retrieval", f"--model={fw['pre']}", f"--data_dir={d}"),
+       ["is a pretraining workdir", "export"]),
+      (("evaluate", f"--workdir={fw['ft']}", f"--data_dir={broken_json}"),
+       ["dataset.json is damaged"]),
   ]
   t0 = time.time()
   results = _run_all([args for args, _ in probes], str(tmp_path))

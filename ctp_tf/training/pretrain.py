@@ -67,8 +67,8 @@ def _count_videos(data_dir, split):
   if not tf.io.gfile.exists(meta_path):
     raise PretrainError(f"--data_dir={data_dir} has shards but no dataset.json ({meta_path}); "
                         "it is written by scripts/make_tfrecords.py.")
-  with tf.io.gfile.GFile(meta_path) as f:
-    meta = json.load(f)
+  from ctp_tf.data import shards  # noqa: PLC0415
+  meta = shards.load_dataset_json(data_dir)
   try:
     count = int(meta["splits"][split]["videos"])
   except (KeyError, TypeError, ValueError):
