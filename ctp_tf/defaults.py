@@ -121,6 +121,9 @@ def train_config():
   c.image_every_epochs = 1         # TensorBoard box images
   c.verbose = 1                    # Keras progress bar: 1 bar, 2 one line per epoch, 0 off
   c.precision = ""                 # "" (use mixed_precision), "float32", "float16", "bfloat16", "auto"
+  # Divergence bound: a training loss above it (or NaN/inf) stops the run as failed; backups
+  # from the steps whose weights gave that loss are set aside (`*.diverged`), not resumed from.
+  c.max_loss = 1000.0
   return c
 
 

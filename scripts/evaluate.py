@@ -14,13 +14,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from ctp_tf import cli  # noqa: E402
+
 flags.DEFINE_string("workdir", None, "Finetuning workdir (config.json + final.weights.h5).",
                     required=True)
 flags.DEFINE_string("data_dir", None, "Converted shards.", required=True)
-flags.DEFINE_integer("num_clips", 10, "Clips per video (uniformly spread).")
+flags.DEFINE_integer("num_clips", 10, "Clips per video (uniformly spread).", lower_bound=1)
 flags.DEFINE_string("split", None, "Split to evaluate (default: the config's test split).")
 flags.DEFINE_integer("batch_size", None, "Videos per batch (default config.train."
-                     "eval_batch_size or 4).")
+                     "eval_batch_size or 4).", lower_bound=1)
 flags.DEFINE_string("output", None, "JSON result path.")
 flags.DEFINE_string("confusion_png", None, "Confusion matrix PNG (default beside --output).")
 FLAGS = flags.FLAGS
@@ -43,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -14,6 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from ctp_tf import cli  # noqa: E402
+
 flags.DEFINE_string("workdir", None, "Pretraining workdir (config.json + checkpoints).",
                     required=True)
 flags.DEFINE_string("export_dir", None, "Output directory (default WORKDIR/export).")
@@ -36,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

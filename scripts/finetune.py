@@ -5,6 +5,10 @@
   python scripts/finetune.py --data_dir=data/demo --workdir=runs/ft_demo   # demo config
   python scripts/finetune.py ... --config.train.epochs=20 --config.optimizer.lr=0.005
 
+A workdir holds one model: a rerun with another model config or classes is refused (use a new
+--workdir, or --overwrite to clear it). User mistakes: one line on stderr, exit 2; a diverged
+loss (non-finite or above train.max_loss): exit 1.
+
 Writes WORKDIR/config.json, history.json, log.csv, tb/, backup/, checkpoints/ and
 final.weights.h5 (the last epoch's model); evaluate it with scripts/evaluate.py.
 """
@@ -15,11 +19,18 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+
+from ctp_tf import cli  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(_ROOT, "configs", "finetune_demo.py")
+
+if __name__ == "__main__":
+  cli.check_config_argv(DEFAULT_CONFIG)   # before the flag parses sys.argv
+
 config_flags.DEFINE_config_file(
-    "config", os.path.join(_ROOT, "configs", "finetune_demo.py"),
+    "config", DEFAULT_CONFIG,
     "Finetuning config file (configs/finetune_*.py); override fields with --config.a.b=v.",
     lock_config=True)
 flags.DEFINE_string("data_dir", None, "Converted shards (train/test splits); default with a "
@@ -29,6 +40,8 @@ flags.DEFINE_string("workdir", None, "Output directory; rerun with the same one 
 flags.DEFINE_string("init_from", None, "Encoder export directory (default: train from scratch).")
 flags.DEFINE_string("strategy", "auto", "auto|default|mirrored|multi_worker|tpu")
 flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
+flags.DEFINE_bool("overwrite", False, "Clear --workdir first (start afresh) instead of resuming; "
+                  "needed to reuse a workdir of another model.")
 FLAGS = flags.FLAGS
 
 
@@ -45,11 +58,11 @@ def main(argv):
   try:
     result = finetune.finetune(FLAGS.config, data_dir=data_dir, workdir=FLAGS.workdir,
                                init_from=FLAGS.init_from, strategy=FLAGS.strategy,
-                               tpu=FLAGS.tpu)
+                               tpu=FLAGS.tpu, overwrite=FLAGS.overwrite)
   except export.ExportError as e:
-    raise app.UsageError(f"--init_from: {e}")
+    raise export.ExportError(f"--init_from: {e}") from None
   print({k: v for k, v in result.items()})
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, config_default=DEFAULT_CONFIG)

@@ -15,6 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from ctp_tf import cli  # noqa: E402
+
 flags.DEFINE_string("workdir", None, "Finetuning workdir.", required=True)
 flags.DEFINE_string("data_dir", None, "Converted shards.", required=True)
 flags.DEFINE_string("split", None, "Split (default: the config's test split).")
@@ -31,7 +33,7 @@ def main(argv):
   out_dir = FLAGS.out_dir or os.path.join(FLAGS.workdir, "gradcam")
   try:
     written = gradcam.gradcam_videos(
-        FLAGS.workdir, FLAGS.data_dir, [int(v) for v in FLAGS.video_index], out_dir,
+        FLAGS.workdir, FLAGS.data_dir, list(cli.int_list("video_index", FLAGS.video_index, minimum=0)), out_dir,
         split=FLAGS.split, class_index=FLAGS.class_index)
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e))
@@ -41,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

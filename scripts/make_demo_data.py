@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from ctp_tf import cli  # noqa: E402
+
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Destination directory.", required=True)
 _SEED = flags.DEFINE_integer("seed", 0, "Everything random derives from this seed.")
 _TRAIN = flags.DEFINE_integer("train_per_class", 24, "Training videos per class.")
@@ -48,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,6 +11,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from ctp_tf import cli  # noqa: E402
+
 flags.DEFINE_list("runs", None, "Finetuning workdirs (each with history.json).", required=True)
 flags.DEFINE_list("labels", None, "Legend labels, one per run (default: the dir names).")
 flags.DEFINE_string("out", None, "PNG path.", required=True)
@@ -31,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

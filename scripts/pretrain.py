@@ -9,8 +9,10 @@
   python scripts/pretrain.py ... --strategy=tpu --tpu=NAME
   python scripts/pretrain.py ... --data_service=grpc://HOST:5050   # scripts/data_service.py
 
-Re-running the same command resumes from WORKDIR/backup. Exit status 0 when training
-completed, 1 on a NaN loss (the last good backup is kept and named), 2 on bad input.
+Re-running the same command resumes from WORKDIR/backup. A workdir holds one model: a rerun
+with another model config is refused (use a new --workdir, or --overwrite to clear it). Exit
+status 0 when training completed, 1 on a NaN loss or one above train.max_loss (the last good
+backup is kept and named), 2 on bad input (one line on stderr).
 """
 
 import os
@@ -21,25 +23,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from ctp_tf.training import config_utils  # noqa: E402
+from ctp_tf import cli  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "configs", "demo.py")
 
-
-def _check_config_overrides():
-  """Checks --config.a.b keys before ml_collections parses them (it would raise a traceback
-  while defining the flag): a one-line error listing close keys instead."""
-  try:
-    path = config_utils.config_path_from_argv(sys.argv, DEFAULT_CONFIG)
-    config_utils.check_override_flags(sys.argv, config_utils.load_config_file(path))
-  except (config_utils.ConfigKeyError, FileNotFoundError) as e:
-    sys.stderr.write(f"error: {e}\n")
-    sys.exit(2)
-
-
 if __name__ == "__main__":
-  _check_config_overrides()
+  cli.check_config_argv(DEFAULT_CONFIG)   # before the flag parses sys.argv
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", DEFAULT_CONFIG, "Experiment config file (configs/*.py); override fields with "
@@ -55,6 +45,8 @@ _TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.
 _DATA_SERVICE = flags.DEFINE_string(
     "data_service", None, "tf.data service dispatcher grpc://host:port (scripts/data_service.py): "
     "its workers read and prepare the clips (sets config.data.service_address).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Clear --workdir first (start afresh) "
+                                "instead of resuming; needed to reuse a workdir of another model.")
 _DEMO_DIR = flags.DEFINE_string("demo_dir", None, "Cache for the demo data "
                                 "(default $CTP_TF_DEMO_DIR or ~/.cache/ctp_tf/demo).")
 
@@ -63,7 +55,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   from ctp_tf.training import pretrain  # noqa: PLC0415  (imports TensorFlow)
-  from ctp_tf.training import strategy as strat  # noqa: PLC0415
   config = _CONFIG.value
   if _DATA_SERVICE.value is not None:
     with config.unlocked():
@@ -73,19 +64,14 @@ def main(argv):
     from ctp_tf import demo_assets  # noqa: PLC0415
     logging.info("No --data_dir: using the demo data (made on first use).")
     data_dir = demo_assets.ensure_demo_data(_DEMO_DIR.value)
-  try:
-    metrics = pretrain.train(config, data_dir=data_dir, workdir=_WORKDIR.value,
-                             strategy=_STRATEGY.value, tpu=_TPU.value)
-  except (pretrain.PretrainError, strat.StrategyError) as e:
-    sys.stderr.write(f"error: {e}\n")
-    sys.exit(2)
+  metrics = pretrain.train(config, data_dir=data_dir, workdir=_WORKDIR.value,
+                           strategy=_STRATEGY.value, tpu=_TPU.value, overwrite=_OVERWRITE.value)
   keys = ("status", "global_step", "loss", "iou", "iou_static")
   print(" ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics.get(k), float) else
                  f"{k}={metrics.get(k)}" for k in keys))
-  if metrics["status"] == "nan_loss":
-    sys.stderr.write(metrics["message"] + "\n")
-    sys.exit(1)
+  if metrics["status"] in ("nan_loss", "diverged"):
+    cli.fail(metrics["message"], 1)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, config_default=DEFAULT_CONFIG)

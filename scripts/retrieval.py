@@ -16,6 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from ctp_tf import cli  # noqa: E402
+
 flags.DEFINE_string("model", None, "Encoder export directory, or `random` for a randomly "
                     "initialised encoder of --arch.", required=True)
 flags.DEFINE_string("data_dir", None, "Converted shards with train and test splits.",
@@ -24,10 +26,11 @@ flags.DEFINE_list("topk", ["1", "5", "10", "20", "50"], "k values to report.")
 flags.DEFINE_string("output", None, "JSON result path.")
 flags.DEFINE_string("features_cache", None, "Per-video features .npz, reused when its "
                     "settings match (model, clips, data).")
-flags.DEFINE_integer("num_clips", 10, "Clips per video (uniformly spread).")
-flags.DEFINE_integer("stride", 1, "Frame stride inside a clip (VCOP protocol: consecutive).")
+flags.DEFINE_integer("num_clips", 10, "Clips per video (uniformly spread).", lower_bound=1)
+flags.DEFINE_integer("stride", 1, "Frame stride inside a clip (VCOP protocol: consecutive).",
+                     lower_bound=1)
 flags.DEFINE_list("resize", ["171", "128"], "Test resize (width, height) before the centre crop.")
-flags.DEFINE_integer("batch_size", 8, "Videos per feature-extraction batch.")
+flags.DEFINE_integer("batch_size", 8, "Videos per feature-extraction batch.", lower_bound=1)
 flags.DEFINE_string("train_split", "train", "Gallery split.")
 flags.DEFINE_string("test_split", "test", "Query split.")
 flags.DEFINE_string("arch", "r3d_18", "Architecture for --model=random (an export's own arch "
@@ -45,11 +48,12 @@ def main(argv):
   del argv
   from ctp_tf.downstream import evaluate, export, retrieval
 
-  ks = tuple(int(k) for k in FLAGS.topk)
+  ks = cli.int_list("topk", FLAGS.topk)
+  resize = cli.int_list("resize", FLAGS.resize, count=2)
   with tempfile.TemporaryDirectory() as tmp:
     if FLAGS.model == "random":
       arch, width = FLAGS.arch, FLAGS.width_multiplier
-      clip_shape = tuple(int(v) for v in FLAGS.clip_shape)
+      clip_shape = cli.int_list("clip_shape", FLAGS.clip_shape, count=3)
       if FLAGS.like:
         try:
           like = export.read_export_config(FLAGS.like)
@@ -71,7 +75,7 @@ def main(argv):
       raise app.UsageError(f"--model: {e}")
     result = retrieval.run_retrieval(
         serve, cfg, FLAGS.data_dir, ks=ks, num_clips=FLAGS.num_clips, stride=FLAGS.stride,
-        resize=tuple(int(v) for v in FLAGS.resize), train_split=FLAGS.train_split,
+        resize=resize, train_split=FLAGS.train_split,
         test_split=FLAGS.test_split, batch_size=FLAGS.batch_size,
         features_cache=FLAGS.features_cache, cache_key=cache_key)
   print(f"retrieval ({FLAGS.model}, {result['num_queries']} queries, "
@@ -82,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

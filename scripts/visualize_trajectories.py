@@ -16,10 +16,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+
+from ctp_tf import cli  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "configs", "demo.py")
+
+if __name__ == "__main__":
+  cli.check_config_argv(DEFAULT_CONFIG)   # before the flag parses sys.argv
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", DEFAULT_CONFIG, "Pretraining config file (configs/*.py); its data, synthesis "
@@ -58,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, config_default=DEFAULT_CONFIG)

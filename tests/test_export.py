@@ -150,3 +150,72 @@ def test_bad_export_dirs_give_clear_errors(exported, tmp_path):
   os.remove(bad / "saved_model.pb")
   with pytest.raises(export.ExportError, match="saved_model.pb is missing"):
     export.load_serving(str(bad))
+
+
+# A client's malformed serving inputs, each sent in its own process (a crash must show as an
+# exit status, not kill pytest): (name, shape, dtype, expect) with expect "error" (an
+# InvalidArgumentError naming the expected shape) or "empty" (0 rows of features).
+_MALFORMED = [
+    ("no_batch_dim", (8, 32, 32, 3), "uint8", "error"),
+    ("rank3", (32, 32, 3), "uint8", "error"),
+    ("scalar", (), "uint8", "error"),
+    ("zero_frames", (1, 0, 32, 32, 3), "uint8", "error"),
+    ("one_frame", (1, 1, 32, 32, 3), "uint8", "error"),
+    ("too_many_frames", (1, 16, 32, 32, 3), "uint8", "error"),
+    ("wrong_size", (1, 8, 48, 32, 3), "uint8", "error"),
+    ("grey", (1, 8, 32, 32, 1), "uint8", "error"),
+    ("rank6", (1, 1, 8, 32, 32, 3), "uint8", "error"),
+    ("float", (1, 8, 32, 32, 3), "float32", "error"),
+    ("batch0", (0, 8, 32, 32, 3), "uint8", "empty"),
+]
+
+_CLIENT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+export_dir, via, cases = sys.argv[1], sys.argv[2], eval(sys.argv[3])
+if via == "raw":
+  fn = tf.saved_model.load(export_dir).signatures["serving_default"]
+  call = lambda c: fn(clips=tf.constant(c))
+else:
+  from ctp_tf.downstream import export
+  call, _ = export.load_serving(export_dir)
+for name, shape, dtype, _ in cases:
+  print("CASE", name, flush=True)   # the last CASE line names the input of a crash
+  try:
+    out = call(np.zeros(shape, dtype))
+    print("RESULT", name, tuple(out["features"].shape), tuple(out["retrieval_features"].shape))
+  except tf.errors.InvalidArgumentError as e:
+    print("INVALID", name, " ".join(str(e.message).split()))
+  sys.stdout.flush()
+print("ALL_DONE")
+"""
+
+
+def _serve_cases(export_dir, via, cases):
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
+             TF_ENABLE_ONEDNN_OPTS="1")   # the crashes needed oneDNN
+  proc = subprocess.run([sys.executable, "-c", _CLIENT, export_dir, via, repr(cases)],
+                        capture_output=True, text=True, env=env, timeout=240)
+  crashed_at = [l for l in proc.stdout.splitlines() if l.startswith("CASE")][-1:]
+  assert proc.returncode == 0 and "ALL_DONE" in proc.stdout, \
+      (via, proc.returncode, crashed_at, proc.stderr[-1500:])
+  return {l.split()[1]: l for l in proc.stdout.splitlines()
+          if l.startswith(("RESULT", "INVALID"))}
+
+
+@pytest.mark.parametrize("via", ["raw", "load_serving"])
+def test_serving_rejects_malformed_clips_without_crashing(exported, via):
+  """Each malformed input in a subprocess: the SavedModel as any client loads it (`raw`), and
+  through export.load_serving; the process must survive and answer each one."""
+  _, d, cfg = exported
+  results = _serve_cases(d, via, _MALFORMED)
+  for name, _, dtype, expect in _MALFORMED:
+    line = results[name]
+    if expect == "empty":
+      assert line == f"RESULT {name} (0, {cfg['num_features']}) (0, " \
+                     f"{cfg['retrieval_features']})", line
+    elif dtype == "uint8":
+      assert line.startswith("INVALID") and "clips must be uint8 [N, 8, 32, 32, 3]" in line, line
+    else:
+      assert line.startswith("INVALID") and "uint8" in line and "float" in line, line

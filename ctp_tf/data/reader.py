@@ -6,12 +6,26 @@ Paths may be local or anything `tf.io.gfile` reads (`gs://...`).
 """
 
 import concurrent.futures
+import contextlib
 import os
 import struct
 
 import tensorflow as tf
 
 from ctp_tf.data import shards
+from ctp_tf.errors import DataError
+
+
+class MissingShardsError(DataError, FileNotFoundError):
+  """The data dir or some of a split's shards do not exist."""
+
+
+class EmptySplitError(DataError):
+  """A split whose shards hold no video (reading it forever would hang a repeating stream)."""
+
+
+class CorruptShardError(DataError):
+  """A shard that is not a TFRecord file, or is truncated or damaged; names the file."""
 
 
 def _shard_glob(data_dir, split):
@@ -27,12 +41,12 @@ def list_shards(data_dir, split):
   """
   pattern = _shard_glob(data_dir, split)
   if not tf.io.gfile.isdir(data_dir):
-    raise FileNotFoundError(
+    raise MissingShardsError(
         f"data dir {data_dir!r} does not exist (looked for shards {pattern!r}); make one with "
         "scripts/make_tfrecords.py")
   paths = sorted(tf.io.gfile.glob(pattern))
   if not paths:
-    raise FileNotFoundError(
+    raise MissingShardsError(
         f"no {split!r} shards in {data_dir!r}: nothing matches {pattern!r}")
   # Shard names carry their count: a missing one means the conversion did not finish.
   expected = set()
@@ -44,7 +58,7 @@ def list_shards(data_dir, split):
     expected.update(shards.shard_name(split, i, n) for i in range(n))
   missing = sorted(expected - {os.path.basename(p) for p in paths})
   if missing:
-    raise FileNotFoundError(
+    raise MissingShardsError(
         f"{data_dir!r} misses {len(missing)} {split!r} shard(s), e.g. {missing[:3]}: the "
         "conversion did not finish; re-run it to write the missing shards")
   return paths
@@ -72,7 +86,7 @@ def _masked_crc32c(data):
 
 
 def check_tfrecord(path):
-  """Raises ValueError naming `path` unless it starts like a TFRecord file.
+  """Raises CorruptShardError naming `path` unless it starts like a TFRecord file.
 
   Reads only the first 12 bytes: the record length and its masked CRC-32C. An empty file is a
   valid TFRecord with no records. Corruption later in a file still surfaces as TF's DataLossError
@@ -83,14 +97,68 @@ def check_tfrecord(path):
   if not header:
     return
   if len(header) < 12:
-    raise ValueError(f"{path} is not a TFRecord file (only {len(header)} bytes)")
+    raise CorruptShardError(f"{path} is not a TFRecord file (only {len(header)} bytes); "
+                            "re-create it with scripts/make_tfrecords.py")
   (length,) = struct.unpack("<Q", header[:8])
   (crc,) = struct.unpack("<I", header[8:])
   if crc != _masked_crc32c(header[:8]):
-    raise ValueError(
+    raise CorruptShardError(
         f"{path} is not a TFRecord file (the first record header's checksum does not match); "
         "re-create it with scripts/make_tfrecords.py")
   del length
+
+
+def check_not_empty(data_dir, split, paths):
+  """Raises EmptySplitError naming the split and directory when every shard is empty (0 bytes:
+  a TFRecord file without records) or dataset.json counts 0 videos for the split."""
+  meta_path = os.path.join(data_dir, shards.DATASET_JSON)
+  count = None
+  if tf.io.gfile.exists(meta_path):
+    try:
+      count = int(shards.load_dataset_json(data_dir)["splits"][split]["videos"])
+    except (KeyError, TypeError, ValueError):
+      count = None
+  if count == 0 or all(tf.io.gfile.stat(p).length == 0 for p in paths):
+    raise EmptySplitError(
+        f"split {split!r} in {data_dir!r} has 0 videos ({len(paths)} empty shard(s)): every "
+        "video of it failed to convert or none was found; convert videos into it with "
+        "scripts/make_tfrecords.py (see dataset.json 'failures') or use another --data_dir")
+
+
+def find_corrupt_shard(paths):
+  """Reads every record of every file; returns (path, message) of the first damaged or
+  unparsable one, or None. Slow (reads everything): only used after a read error."""
+  for path in paths:
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        shards.parse_sequence_example(record)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+      return path, " ".join(str(e.message).split())[:200]
+  return None
+
+
+@contextlib.contextmanager
+def naming_bad_shards(data_dir, *splits):
+  """Turns a read error of TF (DataLossError `truncated record at N`, a parse error) raised
+  inside the block into a CorruptShardError that names the damaged file of `splits`."""
+  try:
+    yield
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    if isinstance(e, tf.errors.InvalidArgumentError) and "parse" not in str(e).lower():
+      raise
+    bad = None
+    for split in splits if data_dir else ():
+      try:
+        bad = find_corrupt_shard(list_shards(data_dir, split))
+      except DataError:
+        bad = None
+      if bad:
+        break
+    if bad is None:
+      raise
+    raise CorruptShardError(
+        f"{bad[0]} is damaged ({bad[1]}); re-create it with scripts/make_tfrecords.py "
+        "(it was converted from the videos listed in dataset.json)") from None
 
 
 def read_videos(data_dir, split, *, shuffle, seed, num_shards=1, shard_index=0, repeat=False,
@@ -126,6 +194,7 @@ def read_videos(data_dir, split, *, shuffle, seed, num_shards=1, shard_index=0, 
     # One small read per file; threads hide the latency of remote (gs://) files.
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
       list(pool.map(check_tfrecord, paths))
+  check_not_empty(data_dir, split, paths)
   file_level = len(paths) >= num_shards
   if file_level:
     paths = paths[shard_index::num_shards]

@@ -10,6 +10,8 @@ import os
 
 import tensorflow as tf
 
+from ctp_tf.errors import DataError
+
 MEDIA_ID = "clip/media_id"
 LABEL_INDEX = "clip/label/index"
 LABEL_STRING = "clip/label/string"
@@ -100,14 +102,25 @@ def write_json_atomic(path, obj):
   tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
+class MissingDatasetJson(DataError, FileNotFoundError):
+  """A data dir without dataset.json."""
+
+
 def load_dataset_json(data_dir):
   path = os.path.join(data_dir, DATASET_JSON)
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(
+    raise MissingDatasetJson(
         f"{path} not found: {data_dir!r} is not a converted dataset "
         "(make one with scripts/make_tfrecords.py)")
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      meta = json.load(f)
+  except ValueError as e:
+    raise DataError(f"{path} is damaged ({e}); re-run scripts/make_tfrecords.py to rewrite "
+                    "it.") from None
+  if not isinstance(meta, dict):
+    raise DataError(f"{path} is not a dataset description (a JSON object).")
+  return meta
 
 
 def write_dataset_json(data_dir, obj):

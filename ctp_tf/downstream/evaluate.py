@@ -154,11 +154,24 @@ def evaluate(workdir, data_dir, *, num_clips=10, split=None, batch_size=None, ou
   """
   from ctp_tf.downstream import finetune
 
+  from ctp_tf.data import reader, shards
+  from ctp_tf.errors import DataError
+
+  info = finetune.workdir_info(workdir)   # checked before the model is built
+  data_classes = list(shards.load_dataset_json(data_dir).get("classes") or [])
+  if data_classes and info.get("classes") and data_classes != list(info["classes"]):
+    raise DataError(
+        f"--data_dir={data_dir} has {len(data_classes)} classes ({', '.join(data_classes[:5])}"
+        f"{', ...' if len(data_classes) > 5 else ''}) but the model of {workdir} was finetuned "
+        f"on {len(info['classes'])} ({', '.join(info['classes'][:5])}"
+        f"{', ...' if len(info['classes']) > 5 else ''}): evaluate on the dataset it was "
+        "trained for.")
   model, config, info = finetune.load_finetuned(workdir)
   split = split or config.data.test_split
   ds = eval_dataset_for(config, data_dir, split=split, num_clips=num_clips,
                         batch_size=batch_size)
-  scores, labels, _ = predict_videos(model, ds)
+  with reader.naming_bad_shards(data_dir, split):
+    scores, labels, _ = predict_videos(model, ds)
   result = video_metrics(scores, labels, info.get("classes"))
   result.update({"num_clips": int(num_clips), "split": split, "weights": info["weights"]})
   output = output or os.path.join(workdir, f"eval_{split}.json")

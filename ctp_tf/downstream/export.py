@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from ctp_tf.errors import UserError
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "encoder.weights.h5"
 EXPORT_FORMAT = "ctp_tf.encoder_export"
@@ -41,8 +43,12 @@ EXPORT_VERSION = 1
 RETRIEVAL_GRID = (2, 3, 3)
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
   """An export directory is missing, incomplete, corrupt or of another architecture."""
+
+
+class NothingToExport(ExportError, FileNotFoundError):
+  """A pretraining workdir without any weights."""
 
 
 def _model_fields(config):
@@ -63,6 +69,24 @@ def _model_fields(config):
           float(model.get("bn_epsilon", 1e-3)))
 
 
+def _check_replaceable(export_dir):
+  """An older export (or a scratch directory) may be replaced; a file, a workdir or a dataset
+  never is (`--export_dir=WORKDIR` would otherwise delete the whole workdir)."""
+  from ctp_tf.training import workdir as workdir_lib
+  if not os.path.exists(export_dir):
+    return
+  if not os.path.isdir(export_dir):
+    raise ExportError(f"--export_dir={export_dir} exists and is a file; choose a directory.")
+  kind = workdir_lib.kind_of(export_dir)
+  precious = [n for n in ("backup", "checkpoints", "dataset.json", workdir_lib.KIND_FILE,
+                          workdir_lib.LOCK_FILE, "final.weights.h5")
+              if os.path.exists(os.path.join(export_dir, n))]
+  if kind in workdir_lib.KINDS or precious:
+    raise ExportError(f"--export_dir={export_dir} is a {kind or 'data'} directory "
+                      f"({', '.join(precious) or 'config.json'}), not an export: it would be "
+                      "replaced. Choose a new directory (default: WORKDIR/export).")
+
+
 def _replace_dir_atomically(tmp_dir, export_dir):
   """Moves a finished `tmp_dir` to `export_dir`, replacing an older export only at the end."""
   old = None
@@ -72,6 +96,36 @@ def _replace_dir_atomically(tmp_dir, export_dir):
   os.rename(tmp_dir, export_dir)
   if old:
     shutil.rmtree(old, ignore_errors=True)
+
+
+def expected_clips(clip_shape):
+  """The text naming what the serving signature accepts, e.g. `uint8 [N, 16, 112, 112, 3]`."""
+  t, h, w = (int(v) for v in clip_shape)
+  return f"uint8 [N, {t}, {h}, {w}, 3]"
+
+
+def validate_clips(clips, clip_shape):
+  """Graph-side check of a serving input (rank, frame count, size, channels) before any op.
+
+  The signature's input spec has no static shape, so nothing downstream is built for a shape
+  the client did not send: a wrong rank or size fails here with an InvalidArgumentError that
+  names the expected shape (with oneDNN, a rank-4 or rank-3 tensor reaching the convolutions
+  aborted or crashed the process). Returns `clips` with its static shape [None, T, H, W, 3].
+  """
+  import tensorflow as tf
+
+  t, h, w = (int(v) for v in clip_shape)
+  shape = tf.shape(clips)
+  # Padded to 5 entries so the comparison below is valid for any rank.
+  padded = tf.concat([shape, tf.zeros([5], tf.int32)], 0)[:5]
+  ok = tf.logical_and(tf.equal(tf.rank(clips), 5),
+                      tf.reduce_all(tf.equal(padded[1:], tf.constant([t, h, w, 3], tf.int32))))
+  check = tf.debugging.Assert(
+      ok, [f"clips must be {expected_clips(clip_shape)} (N clips of {t} frames); got shape",
+           shape], summarize=6, name="check_clips_shape")
+  with tf.control_dependencies([check]):
+    clips = tf.identity(clips)
+  return tf.ensure_shape(clips, [None, t, h, w, 3])
 
 
 def export_encoder(model_or_backbone, export_dir, *, config, clip_shape=(16, 112, 112),
@@ -111,6 +165,7 @@ def export_encoder(model_or_backbone, export_dir, *, config, clip_shape=(16, 112
   retrieval_dim = int(probe["retrieval_features"].shape[-1])
 
   export_dir = os.path.abspath(export_dir)
+  _check_replaceable(export_dir)
   os.makedirs(os.path.dirname(export_dir), exist_ok=True)
   tmp_dir = f"{export_dir}.tmp-{os.getpid()}"
   shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -119,12 +174,24 @@ def export_encoder(model_or_backbone, export_dir, *, config, clip_shape=(16, 112
   archive.track(extractor)
 
   def serve(clips):
-    out = extractor(clips, training=False)
-    return {"features": out["features"], "retrieval_features": out["retrieval_features"]}
+    clips = validate_clips(clips, (t, h, w))
 
+    def compute():
+      out = extractor(clips, training=False)
+      return out["features"], out["retrieval_features"]
+
+    def empty():   # a batch of 0 clips: 0 rows of each output
+      return tf.zeros([0, num_features]), tf.zeros([0, retrieval_dim])
+
+    features, retrieval = tf.cond(tf.shape(clips)[0] > 0, compute, empty)
+    return {"features": tf.ensure_shape(features, [None, num_features]),
+            "retrieval_features": tf.ensure_shape(retrieval, [None, retrieval_dim])}
+
+  # The spec leaves the shape open so that `validate_clips` sees what the client sent (a
+  # static [None, T, H, W, 3] spec is not enforced when a signature is called).
   archive.add_endpoint(
       name="serving_default", fn=serve,
-      input_signature=[tf.TensorSpec([None, t, h, w, 3], tf.uint8, name="clips")])
+      input_signature=[tf.TensorSpec(None, tf.uint8, name="clips")])
   archive.write_out(tmp_dir, verbose=False)
 
   standard.save_weights(os.path.join(tmp_dir, WEIGHTS_NAME))
@@ -155,10 +222,22 @@ def read_export_config(export_dir):
   """Reads and checks `config.json` of an export; raises ExportError naming what is wrong."""
   if not export_dir:
     raise ExportError("no export directory given.")
+  if os.path.isfile(export_dir):
+    raise ExportError(f"{export_dir!r} is a file; pass the export directory that holds it "
+                      f"({os.path.dirname(os.path.abspath(export_dir))!r}) instead.")
   if not os.path.isdir(export_dir):
     raise ExportError(f"export directory {export_dir!r} does not exist (expected the output of "
                       "scripts/export.py or a pretraining workdir's export/).")
   path = os.path.join(export_dir, CONFIG_NAME)
+  from ctp_tf.training import workdir as workdir_lib
+  kind = workdir_lib.kind_of(export_dir)
+  if kind == "pretrain":
+    raise ExportError(f"{export_dir!r} is a pretraining workdir, not an export; pass its export "
+                      f"directory ({os.path.join(export_dir, 'export')!r}, written when "
+                      "pretraining completes, or by scripts/export.py).")
+  if kind == "finetune":
+    raise ExportError(f"{export_dir!r} is a finetuning workdir, not an encoder export (exports "
+                      "come from pretraining workdirs: scripts/export.py).")
   if not os.path.exists(path):
     raise ExportError(f"{export_dir!r} is not a ctp_tf encoder export: {CONFIG_NAME} is missing.")
   try:
@@ -235,8 +314,18 @@ def load_serving(export_dir, *, arch=None, width_multiplier=None):
     raise ExportError(f"corrupt export: tf.saved_model.load({export_dir!r}) failed: "
                       f"{type(e).__name__}: {e}") from e
 
+  expected = expected_clips(cfg["clip_shape"])
+
   def call(clips):
-    return fn(clips=tf.convert_to_tensor(clips, tf.uint8))
+    dtype = getattr(clips, "dtype", None)
+    if dtype is not None and tf.as_dtype(dtype) != tf.uint8:
+      raise tf.errors.InvalidArgumentError(
+          None, None, f"clips must be {expected}; got dtype {tf.as_dtype(dtype).name}")
+    try:
+      clips = tf.convert_to_tensor(clips, tf.uint8)
+    except (TypeError, ValueError) as e:
+      raise tf.errors.InvalidArgumentError(None, None, f"clips must be {expected}: {e}") from e
+    return fn(clips=clips)
 
   call.loaded = loaded  # keeps the variables alive as long as the function
   return call, cfg
@@ -267,29 +356,56 @@ def load_ctp_workdir(workdir, *, checkpoint=None):
 
   from ctp_tf import models
 
+  from ctp_tf.training import workdir as workdir_lib
+
   cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.isdir(workdir):
+    raise ExportError(f"--workdir={workdir} does not exist or is not a directory.")
+  kind = workdir_lib.kind_of(workdir)
+  if kind == "export":
+    raise ExportError(f"--workdir={workdir} is already an encoder export; export.py reads a "
+                      "pretraining workdir.")
+  if kind == "finetune":
+    raise ExportError(f"--workdir={workdir} is a finetuning workdir; the encoder export is made "
+                      "from a pretraining workdir (scripts/pretrain.py).")
   if not os.path.exists(cfg_path):
-    raise FileNotFoundError(f"{cfg_path} not found: --workdir must be a pretraining workdir "
-                            "(written by scripts/pretrain.py).")
-  with open(cfg_path) as f:
-    saved = json.load(f)
-  config = ml_collections.ConfigDict(saved.get("config", saved))
-  weights = checkpoint or latest_weights(workdir)
-  if not os.path.exists(weights):
-    raise FileNotFoundError(f"--checkpoint {weights!r} does not exist.")
+    raise ExportError(f"{cfg_path} not found: --workdir must be a pretraining workdir "
+                      "(written by scripts/pretrain.py).")
+  try:
+    with open(cfg_path) as f:
+      saved = json.load(f)
+    config = ml_collections.ConfigDict(saved.get("config", saved))
+    config.synthesis.num_trajectories   # pylint: disable=pointless-statement
+  except (OSError, ValueError, AttributeError, KeyError) as e:
+    raise ExportError(f"{cfg_path} is not a pretraining config ({type(e).__name__}: {e}).") \
+        from None
+  if checkpoint:
+    candidates = [checkpoint]
+    if not os.path.exists(checkpoint):
+      raise ExportError(f"--checkpoint {checkpoint!r} does not exist.")
+  else:
+    from ctp_tf.training import callbacks as cbs
+    candidates = [s["weights"] for s in cbs.list_states(os.path.join(workdir, "backup"),
+                                                        os.path.join(workdir, "checkpoints"))]
+    if not candidates:
+      raise NothingToExport(f"no backup/ckpt-*.weights.h5 or checkpoints/epoch-*.weights.h5 in "
+                        f"{workdir!r}: nothing to export (has pretraining run there?).")
   t, h, w = _clip_shape(config)
   num_boxes = int(config.synthesis.num_trajectories)
   model = models.build_ctp_model(config.model, clip_shape=(t, h, w), num_boxes=num_boxes)
   boxes = np.tile(np.array([0, 0, min(8, w - 1), min(8, h - 1)], np.float32),
                   (1, num_boxes, t, 1))
   model({"clip": np.zeros((1, t, h, w, 3), np.uint8), "boxes": boxes}, training=False)
-  try:
-    # The backups also hold optimizer state; only the model's variables are needed here.
-    model.load_weights(weights, skip_mismatch=False)
-  except Exception as e:
-    raise ExportError(f"cannot load {weights} into the {config.model.arch} CtP model of "
-                      f"{cfg_path}: {type(e).__name__}: {e}") from e
-  return model, config, weights
+  errors = []
+  for weights in candidates:   # newest first; a damaged file falls back to an older one
+    try:
+      # The backups also hold optimizer state; only the model's variables are needed here.
+      model.load_weights(weights, skip_mismatch=False)
+      return model, config, weights
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(f"{weights}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+  raise ExportError(f"cannot load the weights into the {config.model.arch} CtP model of "
+                    f"{cfg_path}: " + "; ".join(errors))
 
 
 def _clip_shape(config):

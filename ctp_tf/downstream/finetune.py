@@ -34,7 +34,18 @@ import os
 import keras
 import numpy as np
 
+from ctp_tf.data import shards
+from ctp_tf.errors import DataError, RunFailed, WorkdirError
+
 FINAL_WEIGHTS = "final.weights.h5"
+
+
+class MissingWorkdirFile(WorkdirError, FileNotFoundError):
+  """A finetuning workdir without its config or final weights."""
+
+
+class TrainingDiverged(RunFailed, FloatingPointError):
+  """The loss became non-finite or left train.max_loss; nothing final was written."""
 HISTORY = "history.json"
 CONFIG = "config.json"
 
@@ -75,22 +86,42 @@ def build_classifier(config, num_classes, *, init_from=None, synchronized_bn=Fal
   return model, export_cfg
 
 
+def workdir_info(workdir):
+  """The `config.json` dict of a finetuning workdir (config, classes, num_classes, ...);
+  WorkdirError (one line) for a pretraining workdir or a directory without it."""
+  from ctp_tf.training import workdir as workdir_lib
+
+  cfg_path = os.path.join(workdir, CONFIG)
+  if workdir_lib.kind_of(workdir) == "export":
+    raise WorkdirError(f"--workdir={workdir} is an encoder export, not a finetuning workdir.")
+  if workdir_lib.kind_of(workdir) == "pretrain":
+    raise WorkdirError(f"--workdir={workdir} is a pretraining workdir; this needs a finetuning "
+                       "workdir (scripts/finetune.py --init_from=<its export> "
+                       "--workdir=<a new directory>).")
+  if not os.path.exists(cfg_path):
+    raise MissingWorkdirFile(f"{cfg_path} not found: --workdir must be a finetuning workdir "
+                             "(written by scripts/finetune.py).")
+  try:
+    with open(cfg_path) as f:
+      info = json.load(f)
+    info["config"]["model"]   # pylint: disable=pointless-statement
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise WorkdirError(f"{cfg_path} is not a finetuning config ({type(e).__name__}: {e}).") \
+        from None
+  return info
+
+
 def load_finetuned(workdir, weights=None):
   """Rebuilds the classifier of a finetuning workdir and loads its final (or given) weights.
 
   Returns:
     (model, config ConfigDict, info dict with "classes", "num_classes", "weights").
   """
-  cfg_path = os.path.join(workdir, CONFIG)
-  if not os.path.exists(cfg_path):
-    raise FileNotFoundError(f"{cfg_path} not found: --workdir must be a finetuning workdir "
-                            "(written by scripts/finetune.py).")
-  with open(cfg_path) as f:
-    info = json.load(f)
+  info = workdir_info(workdir)
   config = _config_from_dict(info["config"])
   weights = weights or os.path.join(workdir, FINAL_WEIGHTS)
   if not os.path.exists(weights):
-    raise FileNotFoundError(f"{weights} not found: finetuning in {workdir!r} has not finished "
+    raise MissingWorkdirFile(f"{weights} not found: finetuning in {workdir!r} has not finished "
                             "(rerun scripts/finetune.py with the same --workdir to resume).")
   model, _ = build_classifier(config, int(info["num_classes"]))
   _build(model, config)
@@ -171,7 +202,7 @@ def _history_complete(workdir, epochs):
 
 
 def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=None,
-             verbose="auto"):  # "auto": config.train.verbose
+             verbose="auto", overwrite=False):  # "auto": config.train.verbose
   """Finetunes a classifier; resumes an interrupted run in the same workdir.
 
   Args:
@@ -180,11 +211,46 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
     workdir: output directory (see the module docstring).
     init_from: an encoder export directory, or None to train from scratch.
     strategy, tpu: `ctp_tf.training.strategy.get_strategy` arguments.
+    overwrite: clear `workdir` first (else a workdir of another model is refused).
 
   Returns:
     dict: final epoch's `loss`, `acc`, `val_top1`, `val_top5`, `epochs`, `history` path.
+
+  Raises:
+    UserError: bad config, data, export or workdir (one line each in scripts/finetune.py).
+    RunFailed: the loss became non-finite or left `train.max_loss`.
   """
-  from ctp_tf.data import finetune_input, shards
+  import tensorflow as tf
+
+  from ctp_tf.training import config_utils
+  from ctp_tf.training import strategy as strategy_lib
+  from ctp_tf.training import workdir as workdir_lib
+
+  config_utils.validate(config)
+  ds_meta = shards.load_dataset_json(data_dir)
+  classes = list(ds_meta["classes"])
+  train_split = config.data.train_split
+  try:
+    num_videos = int(ds_meta["splits"][train_split]["videos"])
+  except (KeyError, TypeError, ValueError):
+    raise DataError(f"{data_dir}/dataset.json has no split {train_split!r} "
+                    f"(splits: {sorted(ds_meta.get('splits', {}))}).") from None
+  if num_videos <= 0:
+    raise DataError(f"split {train_split!r} in --data_dir={data_dir} has 0 videos (see "
+                    "'failures' in its dataset.json); convert videos into it with "
+                    "scripts/make_tfrecords.py.")
+  strat = strategy if isinstance(strategy, tf.distribute.Strategy) else \
+      strategy_lib.get_strategy(strategy, tpu)
+  chief = strategy_lib.is_chief(strat)
+  fields = workdir_lib.finetune_fields(config, classes)
+  with workdir_lib.claim(workdir, "finetune", fields, overwrite=overwrite, chief=chief):
+    return _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, classes,
+                            num_videos, workdir_lib.fingerprint(fields))
+
+
+def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, classes, num_videos,
+                     config_fp):
+  from ctp_tf.data import finetune_input, reader
   from ctp_tf.downstream import evaluate
   from ctp_tf.training import callbacks as callbacks_lib
   from ctp_tf.training import optimizer as optimizer_lib
@@ -192,24 +258,13 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
   from ctp_tf.training import strategy as strategy_lib
 
   epochs = int(config.train.epochs)
+  train_split = config.data.train_split
   os.makedirs(workdir, exist_ok=True)
   done = _history_complete(workdir, epochs)
   if done is not None:
     print(f"{workdir}: finetuning already finished ({epochs} epochs); nothing to do.")
     return _summary(workdir, done)
 
-  ds_meta = shards.load_dataset_json(data_dir)
-  classes = list(ds_meta["classes"])
-  train_split = config.data.train_split
-  try:
-    num_videos = int(ds_meta["splits"][train_split]["videos"])
-  except KeyError:
-    raise ValueError(f"{data_dir}/dataset.json has no split {train_split!r} "
-                     f"(splits: {sorted(ds_meta.get('splits', {}))}).") from None
-
-  import tensorflow as tf
-  strat = strategy if isinstance(strategy, tf.distribute.Strategy) else \
-      strategy_lib.get_strategy(strategy, tpu)
   multi_worker = strategy_lib.is_multi_worker(strat)
   chief = strategy_lib.is_chief(strat)
   global_batch = (int(config.train.get("global_batch_size", 0))
@@ -248,7 +303,14 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
     callbacks_lib.remove_stale_temporaries([backup_dir, os.path.join(workdir, "checkpoints"),
                                             workdir])
   model.optimizer.build(model.trainable_variables)
-  resumed = callbacks_lib.restore_latest(model, backup_dir)
+  fingerprint = callbacks_lib.state_fingerprint(model, config_fp)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  try:
+    resumed = callbacks_lib.restore_latest(model, backup_dir, ckpt_dir, fingerprint=fingerprint,
+                                           set_aside_bad=chief)
+  except callbacks_lib.StateMismatchError as e:
+    raise WorkdirError(f"--workdir={workdir}: {e}. Start afresh with a new --workdir, or pass "
+                       "--overwrite to clear this one.") from None
   start = callbacks_lib.global_step(model)
   if resumed:
     print(f"{workdir}: resuming at step {start} of {epochs * steps} ({resumed['path']}).",
@@ -268,18 +330,18 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
     return strat.distribute_datasets_from_function(fn)
 
   every = int(config.train.get("eval_every_epochs", 10))
-  nan_guard = callbacks_lib.NanGuard()
+  nan_guard = callbacks_lib.NanGuard(max_loss=config.train.get("max_loss", None))
   callbacks = [
       nan_guard,
       TenClipValidation(lambda: evaluate.eval_dataset_for(config, data_dir), every=every,
                         epochs=epochs),
       callbacks_lib.StepLogs(),
       callbacks_lib.StepBackup(backup_dir, int(config.train.get("backup_every_steps", 0)),
-                               steps, nan_guard=nan_guard, is_chief=chief),
-      callbacks_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
-                                int(config.train.get("checkpoint_every_epochs", 1)),
+                               steps, nan_guard=nan_guard, is_chief=chief,
+                               fingerprint=fingerprint),
+      callbacks_lib.Checkpoints(ckpt_dir, int(config.train.get("checkpoint_every_epochs", 1)),
                                 int(config.train.get("keep_checkpoints", 3)),
-                                nan_guard=nan_guard, is_chief=chief),
+                                nan_guard=nan_guard, is_chief=chief, fingerprint=fingerprint),
   ]
   if chief:
     callbacks += [
@@ -294,16 +356,23 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
   step = start
   while step < total_steps and not model.stop_training:
     epoch, in_epoch = divmod(step, steps)
-    model.fit(train_stream(step), epochs=epoch + 1 if in_epoch else epochs,
-              initial_epoch=epoch, steps_per_epoch=steps - in_epoch if in_epoch else steps,
-              callbacks=callbacks, verbose=verbose)
+    with reader.naming_bad_shards(data_dir, train_split, config.data.test_split):
+      model.fit(train_stream(step), epochs=epoch + 1 if in_epoch else epochs,
+                initial_epoch=epoch, steps_per_epoch=steps - in_epoch if in_epoch else steps,
+                callbacks=callbacks, verbose=verbose)
     new_step = callbacks_lib.global_step(model)
     if new_step == step or nan_guard.tripped:
       break
     step = new_step
   if nan_guard.tripped:
-    raise FloatingPointError(f"finetuning in {workdir!r} stopped at step {nan_guard.step}: "
-                             "non-finite loss (lower optimizer.lr?). Backups before it are kept.")
+    if chief:   # backups after the last good loss carry the divergence: not resumed from
+      callbacks_lib.set_aside_after(nan_guard.last_good_step, backup_dir, ckpt_dir)
+    what = (f"loss above train.max_loss={nan_guard.max_loss:g}"
+            if nan_guard.reason == "diverged" else "non-finite loss")
+    raise TrainingDiverged(
+        f"finetuning in {workdir!r} stopped at step {nan_guard.step}: {what}; nothing after "
+        f"step {nan_guard.last_good_step} is kept for resuming. Lower optimizer.lr and re-run "
+        "to resume from the last good backup.")
   if not chief:   # the chief writes the result; other workers have nothing more to do
     return {"epochs": epochs, "history": None, "weights": None}
   callbacks_lib.save_weights_atomic(model, os.path.join(workdir, FINAL_WEIGHTS))

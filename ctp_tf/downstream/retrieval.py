@@ -138,15 +138,18 @@ def extract_features(serve, data_dir, split, *, num_clips=10, clip_len=16, strid
   ds = finetune_input.eval_dataset(data_dir, split, num_clips=num_clips, clip_len=clip_len,
                                    stride=stride, resize=tuple(resize), crop_size=crop_size,
                                    batch_size=batch_size)
+  from ctp_tf.data import reader
+
   feats, labels, index = [], [], []
-  for batch in ds:
-    clips = tf.convert_to_tensor(batch["clips"])
-    b = int(clips.shape[0])
-    flat = tf.reshape(clips, [b * num_clips] + list(clips.shape[2:]))
-    out = np.asarray(serve(flat)[feature_key], np.float32)
-    feats.append(out.reshape(b, num_clips, -1).mean(axis=1))
-    labels.append(np.asarray(batch["label"], np.int32))
-    index.append(np.asarray(batch["video_index"], np.int32))
+  with reader.naming_bad_shards(data_dir, split):   # a damaged shard: name the file
+    for batch in ds:
+      clips = tf.convert_to_tensor(batch["clips"])
+      b = int(clips.shape[0])
+      flat = tf.reshape(clips, [b * num_clips] + list(clips.shape[2:]))
+      out = np.asarray(serve(flat)[feature_key], np.float32)
+      feats.append(out.reshape(b, num_clips, -1).mean(axis=1))
+      labels.append(np.asarray(batch["label"], np.int32))
+      index.append(np.asarray(batch["video_index"], np.int32))
   if not feats:
     raise ValueError(f"no videos in split {split!r} of {data_dir!r}.")
   feats, labels, index = (np.concatenate(a) for a in (feats, labels, index))

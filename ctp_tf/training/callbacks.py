@@ -56,6 +56,33 @@ def save_weights_atomic(model, path):
   os.replace(tmp, path)
 
 
+def state_fingerprint(model, config_fingerprint=""):
+  """Hash of the config fingerprint and every variable's shape, in order (model + optimizer):
+  what a backup must match to be restored into `model`. Shapes, not names: names change with
+  the strategy (e.g. synchronised BatchNorm) while the state stays loadable."""
+  import hashlib
+  items = [config_fingerprint]
+  for v in _all_variables(model):
+    items.append(str(tuple(v.shape)))
+  return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+
+
+def _all_variables(model):
+  variables = list(model.weights)
+  if getattr(model, "optimizer", None) is not None:
+    seen = {id(v) for v in variables}
+    variables += [v for v in model.optimizer.variables if id(v) not in seen]
+  return variables
+
+
+def set_aside(paths, suffix):
+  """Renames files to `path + suffix` (`.unreadable`, `.diverged`): no longer listed as
+  backups or checkpoints, but not deleted."""
+  for path in paths:
+    if path and os.path.exists(path):
+      os.replace(path, path + suffix)
+
+
 def global_step(model):
   """Optimizer steps taken so far (the resume position)."""
   opt = model.optimizer
@@ -95,26 +122,58 @@ class _WriterMixin:
 
 
 class NanGuard(keras.callbacks.Callback):
-  """Stops training at the first non-finite loss; the savers below skip that state.
+  """Stops training at the first non-finite loss, or loss above `max_loss` (divergence); the
+  savers below skip that state.
+
+  The batch logs hold the epoch's running mean; the guard recovers each batch's own loss from
+  it, so a spike is seen at its step. `last_good_step` is the newest step whose weights were
+  followed by an in-bound loss: backups after it are not "good" (`set_aside_after`).
 
   Put it first in the callback list: the backup and checkpoint callbacks read `tripped`.
   """
 
-  def __init__(self):
+  def __init__(self, max_loss=None):
     super().__init__()
+    self.max_loss = float(max_loss) if max_loss else None
     self.tripped = False
     self.step = None
+    self.reason = None
+    self.last_good_step = None
+    self._seen = (0, 0.0)
+
+  def on_train_begin(self, logs=None):
+    if self.last_good_step is None:
+      self.last_good_step = global_step(self.model)   # the initial or restored weights
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._seen = (0, 0.0)   # Keras resets its running means every epoch
 
   def on_train_batch_end(self, batch, logs=None):
-    if not self.tripped and not _finite(logs):
-      logging.error("Loss is %s at step %d: stopping.", logs.get("loss"),
-                    global_step(self.model))
-      self.trip(global_step(self.model))
+    if self.tripped or not logs or "loss" not in logs:
+      return
+    step = global_step(self.model)
+    mean = float(logs["loss"])
+    n = int(batch) + 1
+    seen_n, seen_total = self._seen
+    if n <= seen_n:
+      seen_n, seen_total = 0, 0.0
+    batch_loss = (n * mean - seen_total) / (n - seen_n) if math.isfinite(mean) else mean
+    self._seen = (n, n * mean)
+    if not math.isfinite(mean) or not math.isfinite(batch_loss):
+      logging.error("Loss is %s at step %d: stopping.", logs.get("loss"), step)
+      self.trip(step, "nan")
+    elif self.max_loss is not None and batch_loss > self.max_loss:
+      logging.error("Loss %.4g at step %d is above train.max_loss=%g: stopping.", batch_loss,
+                    step, self.max_loss)
+      self.trip(step, "diverged")
+    else:
+      self.last_good_step = step - 1   # the weights before this step gave an in-bound loss
 
-  def trip(self, step):
+  def trip(self, step, reason="nan"):
     if not self.tripped:
       self.tripped = True
       self.step = step
+      self.reason = reason
     self.model.stop_training = True
 
 
@@ -126,8 +185,9 @@ class StepBackup(_WriterMixin, keras.callbacks.Callback):
   """
 
   def __init__(self, backup_dir, every_steps, steps_per_epoch, *, nan_guard=None,
-               is_chief=True, keep=2):
+               is_chief=True, keep=2, fingerprint=None):
     super().__init__()
+    self.fingerprint = fingerprint
     self.backup_dir = backup_dir
     self.every_steps = int(every_steps)
     self.steps_per_epoch = int(steps_per_epoch)
@@ -164,10 +224,14 @@ class StepBackup(_WriterMixin, keras.callbacks.Callback):
     save_weights_atomic(self.model, name + ".weights.h5")
     write_json_atomic(name + ".json", {
         "global_step": step, "epoch": step // self.steps_per_epoch,
-        "step_in_epoch": step % self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch})
+        "step_in_epoch": step % self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch,
+        "fingerprint": self.fingerprint})
     self.last_saved = step
     if self.is_chief:
-      for old in list_backups(self.backup_dir)[self.keep:]:
+      # Only older backups make room: a newer one (from an abandoned future) is never a reason
+      # to delete the backup just written.
+      older = [b for b in list_backups(self.backup_dir) if b["step"] < step]
+      for old in older[self.keep - 1:]:
         for path in (old["json"], old["weights"]):
           if os.path.exists(path):
             os.remove(path)
@@ -189,17 +253,78 @@ def list_backups(backup_dir):
   return sorted(out, key=lambda d: -d["step"])
 
 
-def restore_latest(model, backup_dir):
-  """Loads the newest readable backup into `model` (built, optimizer built); returns its
-  metadata dict or None. A backup that fails to load (damaged disk) is skipped with a warning.
+class StateMismatchError(Exception):
+  """A backup or checkpoint written for another model (its fingerprint differs)."""
+
+
+def list_states(backup_dir, ckpt_dir=None):
+  """Backups and epoch checkpoints (with a sidecar JSON), newest step first (a backup before a
+  checkpoint of the same step): dicts with step, json, weights, kind."""
+  states = [dict(b, kind="backup") for b in list_backups(backup_dir)]
+  if ckpt_dir and os.path.isdir(ckpt_dir):
+    for w in glob.glob(os.path.join(ckpt_dir, "epoch-*.weights.h5")):
+      side = w[:-len(".weights.h5")] + ".json"
+      meta = None
+      if os.path.exists(side):
+        try:
+          with open(side) as f:
+            meta = json.load(f)
+        except (OSError, ValueError):
+          meta = None
+      if meta and "global_step" in meta:
+        states.append({"step": int(meta["global_step"]), "json": side, "weights": w,
+                       "kind": "checkpoint"})
+      elif not os.path.exists(side):   # written before checkpoints had a sidecar: step unknown
+        states.append({"step": -1, "json": None, "weights": w, "kind": "checkpoint"})
+  return sorted(states, key=lambda d: (-d["step"], d["kind"] != "backup", d["weights"]),
+                reverse=False)
+
+
+def restore_latest(model, backup_dir, ckpt_dir=None, *, fingerprint=None, set_aside_bad=True):
+  """Loads the newest readable backup or epoch checkpoint into `model` (built, optimizer
+  built): weights, optimizer state and step together, or nothing.
+
+  A file that cannot be read (damaged disk, truncated) is renamed `*.unreadable` when
+  `set_aside_bad` (so it never sorts before readable ones again) and the next older one is
+  tried. A state whose recorded fingerprint differs from `fingerprint` raises
+  StateMismatchError: it belongs to another model and must not be half-loaded.
+
+  Returns:
+    the state's metadata dict (with `path`) or None when there is none.
   """
-  for b in list_backups(backup_dir):
+  variables = _all_variables(model)
+  for b in list_states(backup_dir, ckpt_dir):
     try:
-      model.load_weights(b["weights"])
-      with open(b["json"]) as f:
-        meta = json.load(f)
-    except (OSError, ValueError, KeyError) as e:
-      logging.warning("Backup %s could not be read (%s); trying an older one.", b["weights"], e)
+      if b["json"]:
+        with open(b["json"]) as f:
+          meta = json.load(f)
+      else:
+        meta = {}
+    except (OSError, ValueError) as e:
+      meta, error = None, e
+    if meta is not None:
+      recorded = meta.get("fingerprint")
+      if fingerprint and recorded and recorded != fingerprint:
+        raise StateMismatchError(
+            f"{b['weights']} was written for another model or optimizer (fingerprint "
+            f"{recorded}, this run {fingerprint})")
+      snapshot = [keras.ops.convert_to_numpy(v) for v in variables]
+      try:
+        model.load_weights(b["weights"])
+        error = None
+        if b["step"] >= 0 and global_step(model) != b["step"]:
+          error = ValueError(f"its optimizer step is {global_step(model)}, not {b['step']}")
+      except Exception as e:  # pylint: disable=broad-except  (h5py/Keras raise many types)
+        error = e
+      if error is not None:   # all or nothing: put every variable back
+        for v, value in zip(variables, snapshot):
+          v.assign(value)
+    if error is not None:
+      logging.warning("%s %s could not be read (%s: %s); trying an older one.",
+                      b["kind"].capitalize(), b["weights"], type(error).__name__,
+                      str(error)[:200])
+      if set_aside_bad:
+        set_aside([b["weights"], b["json"]], ".unreadable")
       continue
     logging.info("Resumed from %s (step %d).", b["weights"], b["step"])
     meta["path"] = b["weights"]
@@ -207,11 +332,24 @@ def restore_latest(model, backup_dir):
   return None
 
 
+def set_aside_after(step, backup_dir, ckpt_dir=None, suffix=".diverged"):
+  """Renames the backups and checkpoints newer than `step` (e.g. written after the last good
+  loss of a diverging run) so a rerun does not resume from them. Returns the renamed paths."""
+  moved = []
+  for b in list_states(backup_dir, ckpt_dir):
+    if b["step"] > step:
+      set_aside([b["weights"], b["json"]], suffix)
+      moved.append(b["weights"])
+  return moved
+
+
 class Checkpoints(_WriterMixin, keras.callbacks.Callback):
   """`checkpoints/epoch-<e>.weights.h5` every `every_epochs` epochs, keeping the last `keep`."""
 
-  def __init__(self, ckpt_dir, every_epochs=1, keep=3, *, nan_guard=None, is_chief=True):
+  def __init__(self, ckpt_dir, every_epochs=1, keep=3, *, nan_guard=None, is_chief=True,
+               fingerprint=None):
     super().__init__()
+    self.fingerprint = fingerprint
     self.ckpt_dir = ckpt_dir
     self.every_epochs = max(1, int(every_epochs))
     self.keep = max(1, int(keep))
@@ -231,10 +369,17 @@ class Checkpoints(_WriterMixin, keras.callbacks.Callback):
     target = self._target_dir(self.ckpt_dir)
     path = os.path.join(target, f"epoch-{epoch + 1:04d}.weights.h5")
     save_weights_atomic(self.model, path)
+    # The sidecar (written last) makes the checkpoint a resume candidate.
+    write_json_atomic(path[:-len(".weights.h5")] + ".json", {
+        "global_step": global_step(self.model), "epoch": epoch + 1,
+        "fingerprint": self.fingerprint})
     if self.is_chief:
       self.last_good = path
       for old in sorted(glob.glob(os.path.join(self.ckpt_dir, "epoch-*.weights.h5")))[:-self.keep]:
         os.remove(old)
+        side = old[:-len(".weights.h5")] + ".json"
+        if os.path.exists(side):
+          os.remove(side)
     self._done(target)
 
 

@@ -7,12 +7,25 @@ import re
 
 import ml_collections
 
+from ctp_tf.errors import UserError
 
-class ConfigKeyError(KeyError):
+
+class ConfigKeyError(UserError, KeyError):
   """An override names a key the config does not have."""
 
   def __str__(self):  # KeyError quotes its message; show it plainly.
     return str(self.args[0])
+
+
+class ConfigFileError(UserError, FileNotFoundError):
+  """The config file does not exist."""
+
+  def __str__(self):
+    return str(self.args[0])
+
+
+class ConfigValueError(UserError, ValueError):
+  """A config value out of its range (e.g. `data.clip_len=0`)."""
 
 
 def load_config_file(path):
@@ -21,7 +34,7 @@ def load_config_file(path):
   if ":" in path and not os.path.exists(path):
     path, arg = path.split(":", 1)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"Config file {path!r} does not exist.")
+    raise ConfigFileError(f"Config file {path!r} does not exist.")
   spec = importlib.util.spec_from_file_location("_ctp_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -82,3 +95,56 @@ def config_path_from_argv(argv, default, flag_name="config"):
     if a == f"--{flag_name}" and i + 1 < len(argv):
       return argv[i + 1]
   return default
+
+
+# Fields that must be positive integers wherever a config has them.
+_POSITIVE_INTS = ("data.clip_len", "data.crop_size", "data.num_test_clips", "data.stride",
+                  "train.epochs", "train.steps_per_execution", "train.eval_batch_size",
+                  "synthesis.num_trajectories", "model.hidden", "model.roi_size")
+_NON_NEGATIVE_INTS = ("train.steps_per_epoch", "train.batch_size", "train.global_batch_size",
+                      "train.backup_every_steps", "data.shuffle_buffer")
+_POSITIVE_INT_LISTS = ("data.strides", "data.short_sides", "data.test_resize")
+
+
+def _get(config, dotted):
+  node = config
+  for part in dotted.split("."):
+    if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def validate(config):
+  """Raises ConfigValueError (one line, naming the --config key) for values out of range."""
+  def bad(key, value, want):
+    raise ConfigValueError(f"--config.{key}={value!r}: must be {want}.")
+
+  for key in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
+    v = _get(config, key)
+    if v is None:
+      continue
+    positive = key in _POSITIVE_INTS
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or \
+        (v <= 0 if positive else v < 0):
+      bad(key, v, "a positive integer" if positive else "a non-negative integer")
+  for key in _POSITIVE_INT_LISTS:
+    v = _get(config, key)
+    if v is None:
+      continue
+    if isinstance(v, (int, float)):
+      v = (v,)
+    if not len(v) or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0
+                         for x in v):
+      bad(key, tuple(v), "a non-empty list of positive numbers")
+  for key in ("model.width_multiplier", "optimizer.lr"):
+    v = _get(config, key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or
+                          not v > 0 or v != v or v == float("inf")):
+      bad(key, v, "a finite positive number")
+  v = _get(config, "train.max_loss")
+  if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+    bad("train.max_loss", v, "a positive number (the divergence bound)")
+  crop, sides = _get(config, "data.crop_size"), _get(config, "data.short_sides")
+  if crop is not None and sides is not None and min(sides) < crop:
+    bad("data.short_sides", tuple(sides), f"at least data.crop_size={crop}")

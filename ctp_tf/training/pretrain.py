@@ -22,6 +22,7 @@ runs are reproducible), without paying to replay the decoded stream up to s; an
 uninterrupted run and a resumed one see different, equally distributed samples after s.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -29,14 +30,17 @@ import time
 import numpy as np
 from absl import logging
 
+from ctp_tf.errors import UserError, WorkdirError
 from ctp_tf.training import callbacks as cbs
+from ctp_tf.training import config_utils
 from ctp_tf.training import optimizer as optim
 from ctp_tf.training import strategy as strat
+from ctp_tf.training import workdir as workdir_lib
 
 MIXED_PRECISION = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
-class PretrainError(ValueError):
+class PretrainError(UserError, ValueError):
   """Bad input found before the model is built (data dir, batch, config)."""
 
 
@@ -63,12 +67,18 @@ def _count_videos(data_dir, split):
   if not tf.io.gfile.exists(meta_path):
     raise PretrainError(f"--data_dir={data_dir} has shards but no dataset.json ({meta_path}); "
                         "it is written by scripts/make_tfrecords.py.")
-  with tf.io.gfile.GFile(meta_path) as f:
-    meta = json.load(f)
+  from ctp_tf.data import shards  # noqa: PLC0415
+  meta = shards.load_dataset_json(data_dir)
   try:
-    return int(meta["splits"][split]["videos"])
+    count = int(meta["splits"][split]["videos"])
   except (KeyError, TypeError, ValueError):
     raise PretrainError(f"{meta_path} lists no video count for split {split!r}.") from None
+  if count <= 0:
+    # A repeating stream over no video would spin forever: stop here instead.
+    raise PretrainError(
+        f"split {split!r} in --data_dir={data_dir} has 0 videos (see 'failures' in "
+        f"{meta_path}); convert videos into it with scripts/make_tfrecords.py.")
+  return count
 
 
 def plan_batches(config, num_replicas, num_videos):
@@ -188,8 +198,18 @@ def _sample_batch(dataset_fn, data_dir, config, seed):
   return finish_batch(next(iter(ds)))   # accelerator placement: finished on the host
 
 
+def _restore(model, paths, fingerprint, chief, workdir):
+  """Newest readable backup or checkpoint (weights, optimizer, step together) or None."""
+  try:
+    return cbs.restore_latest(model, paths["backup"], paths["checkpoints"],
+                              fingerprint=fingerprint, set_aside_bad=chief)
+  except cbs.StateMismatchError as e:
+    raise WorkdirError(f"--workdir={workdir}: {e}. Start afresh with a new --workdir, or pass "
+                       "--overwrite to clear this one.") from None
+
+
 def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None,
-          dataset_fn=None, callbacks=()):
+          dataset_fn=None, callbacks=(), overwrite=False):
   """Pretrains CtP with `model.fit`; returns the final metrics dict (also metrics.json).
 
   Args:
@@ -203,11 +223,16 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
     dataset_fn: `(data_dir, config, *, batch_size, seed, num_input_pipelines,
       input_pipeline_id) -> tf.data.Dataset` of endless batch dicts; default `pretrain_dataset`.
     callbacks: extra Keras callbacks, run after ours.
+    overwrite: clear `workdir` first (else a workdir of another model is refused).
 
   Returns:
     dict with the last epoch's metrics (`loss`, `loss_ctr`, `loss_size`, `iou`,
-    `iou_static`, ...), `global_step`, `status` (`completed` | `nan_loss` | `stopped`) and
-    the paths written.
+    `iou_static`, ...), `global_step`, `status` (`completed` | `nan_loss` | `diverged` |
+    `stopped`) and the paths written.
+
+  Raises:
+    UserError (PretrainError, WorkdirError, ConfigValueError, DataError, StrategyError):
+      bad input, found before training (a damaged shard: when it is read).
   """
   import keras
   import tensorflow as tf
@@ -218,6 +243,7 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   dataset_fn = dataset_fn or default_dataset_fn
 
   # -- Everything that can be wrong with the input, checked before any model is built. --
+  config_utils.validate(config)
   s = strategy if isinstance(strategy, tf.distribute.Strategy) else \
       strat.get_strategy(strategy, tpu)
   replicas = s.num_replicas_in_sync
@@ -243,6 +269,11 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   paths = {k: os.path.join(workdir, v) for k, v in {
       "backup": "backup", "checkpoints": "checkpoints", "tb": "tb", "csv": "log.csv",
       "config": "config.json", "metrics": "metrics.json", "export": "export"}.items()}
+  # The lock, kind and model fingerprint of the workdir (refused at once when they do not fit).
+  config_fp = workdir_lib.fingerprint(workdir_lib.pretrain_fields(config))
+  stack = contextlib.ExitStack()
+  stack.enter_context(workdir_lib.claim(workdir, "pretrain", workdir_lib.pretrain_fields(config),
+                                        overwrite=overwrite, chief=chief))
   os.makedirs(workdir, exist_ok=True)
   run_info = {
       "strategy": type(s).__name__, "replicas": replicas, "workers": workers,
@@ -251,15 +282,14 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       "learning_rate": optim.scaled_learning_rate(config.optimizer, global_batch),
       "mixed_precision": policy or "float32", "data_dir": data_dir, "num_videos": num_videos,
       "keras": keras.__version__, "tensorflow": tf.__version__}
-  if chief:
-    cbs.remove_stale_temporaries([paths["backup"], paths["checkpoints"], workdir])
-    cbs.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
-  logging.info("Pretraining: %s", json.dumps(run_info))
-
   previous_policy = keras.config.dtype_policy()
-  if policy:
-    keras.config.set_dtype_policy(policy)
   try:
+    if chief:
+      cbs.remove_stale_temporaries([paths["backup"], paths["checkpoints"], workdir])
+      cbs.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
+    logging.info("Pretraining: %s", json.dumps(run_info))
+    if policy:
+      keras.config.set_dtype_policy(policy)
     # -- Model, optimizer, restore. --
     # Same seed, same initial weights (and identical on every worker and replica).
     keras.utils.set_random_seed(int(config.train.seed))
@@ -272,7 +302,8 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       model.optimizer.build(model.trainable_variables)
     if multi_worker:
       cbs.patch_for_multi_worker(model)
-    resumed = cbs.restore_latest(model, paths["backup"])
+    fingerprint = cbs.state_fingerprint(model, config_fp)
+    resumed = _restore(model, paths, fingerprint, chief, workdir)
     start = cbs.global_step(model)
     if resumed:
       logging.info("Resuming at step %d of %d (epoch %d).", start, total_steps,
@@ -286,11 +317,12 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
             num_input_pipelines=ctx.num_input_pipelines, input_pipeline_id=ctx.input_pipeline_id)
       return s.distribute_datasets_from_function(fn)
 
-    nan_guard = cbs.NanGuard()
+    nan_guard = cbs.NanGuard(max_loss=config.train.get("max_loss", None))
     backup = cbs.StepBackup(paths["backup"], config.train.backup_every_steps, steps_per_epoch,
-                            nan_guard=nan_guard, is_chief=chief)
+                            nan_guard=nan_guard, is_chief=chief, fingerprint=fingerprint)
     ckpts = cbs.Checkpoints(paths["checkpoints"], config.train.checkpoint_every_epochs,
-                            config.train.keep_checkpoints, nan_guard=nan_guard, is_chief=chief)
+                            config.train.keep_checkpoints, nan_guard=nan_guard, is_chief=chief,
+                            fingerprint=fingerprint)
     extra_callbacks = list(callbacks)
     callbacks = [nan_guard, cbs.StepLogs(), backup, ckpts]
     if chief:
@@ -309,15 +341,20 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       with open(paths["metrics"]) as f:
         last_logs = {k: v for k, v in json.load(f).items() if isinstance(v, float)}
     step = start
+    # A damaged shard surfaces as TF's DataLossError without a file name: name the file.
+    from ctp_tf.data import reader  # noqa: PLC0415
+    naming = reader.naming_bad_shards(data_dir, split) if data_dir else contextlib.nullcontext()
     while step < total_steps and not model.stop_training:
       epoch, in_epoch = divmod(step, steps_per_epoch)
-      if in_epoch:   # the rest of an interrupted epoch, then whole epochs
-        hist = model.fit(distributed(step), epochs=epoch + 1, initial_epoch=epoch,
-                         steps_per_epoch=steps_per_epoch - in_epoch, callbacks=callbacks,
-                         verbose=verbose)
-      else:
-        hist = model.fit(distributed(step), epochs=epochs, initial_epoch=epoch,
-                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+      with naming:
+        if in_epoch:   # the rest of an interrupted epoch, then whole epochs
+          hist = model.fit(distributed(step), epochs=epoch + 1, initial_epoch=epoch,
+                           steps_per_epoch=steps_per_epoch - in_epoch, callbacks=callbacks,
+                           verbose=verbose)
+        else:
+          hist = model.fit(distributed(step), epochs=epochs, initial_epoch=epoch,
+                           steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                           verbose=verbose)
       if hist.history:
         last_logs = {k: float(v[-1]) for k, v in hist.history.items()}
       new_step = cbs.global_step(model)
@@ -331,16 +368,29 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
                     "epochs_done": step / steps_per_epoch, "resumed_from_step": start,
                     "wall_seconds": time.time() - t0})
     if nan_guard.tripped:
+      # Backups after the last step whose weights gave an in-bound loss already carry the
+      # divergence: set them aside so that a rerun (with a lower lr) resumes before it.
+      if chief:
+        moved = cbs.set_aside_after(nan_guard.last_good_step, paths["backup"],
+                                    paths["checkpoints"])
+        if moved:
+          logging.warning("Set aside %d backup(s) written after step %d: %s", len(moved),
+                          nan_guard.last_good_step, moved)
       good = cbs.list_backups(paths["backup"])
-      metrics["status"] = "nan_loss"
+      good_ckpt = cbs.latest_checkpoint(paths["checkpoints"])
+      diverged = nan_guard.reason == "diverged"
+      metrics["status"] = "diverged" if diverged else "nan_loss"
       metrics["nan_step"] = nan_guard.step
+      metrics["last_good_step"] = nan_guard.last_good_step
       metrics["last_good_backup"] = good[0]["weights"] if good else None
-      metrics["last_good_checkpoint"] = ckpts.last_good
+      metrics["last_good_checkpoint"] = good_ckpt
+      what = (f"Loss left its bound (train.max_loss={nan_guard.max_loss:g})" if diverged
+              else "Loss became NaN/inf")
       metrics["message"] = (
-          f"Loss became NaN/inf at step {nan_guard.step}; training stopped. The last good state "
-          f"is {metrics['last_good_backup'] or 'none (no backup yet)'}"
-          f"{' and checkpoint ' + ckpts.last_good if ckpts.last_good else ''}; "
-          "nothing after it was saved. Lower optimizer.lr or check the data, then re-run to "
+          f"{what} at step {nan_guard.step}; training stopped and nothing was exported. The "
+          f"last good state is {metrics['last_good_backup'] or 'none (no backup yet)'}"
+          f"{' and checkpoint ' + good_ckpt if good_ckpt else ''}; "
+          "nothing after it is resumed. Lower optimizer.lr or check the data, then re-run to "
           "resume from it.")
       logging.error(metrics["message"])
     elif step >= total_steps:
@@ -355,3 +405,4 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
     return metrics
   finally:
     keras.config.set_dtype_policy(previous_policy)
+    stack.close()

@@ -11,10 +11,12 @@ import os
 
 import tensorflow as tf
 
+from ctp_tf.errors import UserError
+
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
-class StrategyError(ValueError):
+class StrategyError(UserError, ValueError):
   """The requested strategy cannot run on this machine or with this environment."""
 
 
