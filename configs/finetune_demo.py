@@ -10,6 +10,8 @@ With no --data_dir the demo shards are made on first use (`ctp_tf.demo_assets`).
   python scripts/finetune.py --workdir=runs/ft_ctp --init_from=runs/demo_pretrain/export
 """
 
+import ml_collections
+
 from ctp_tf import defaults
 
 SCALE = 64 / 112
@@ -45,4 +47,15 @@ def get_config():
   c.train.eval_every_epochs = 3
   c.train.backup_every_steps = 25
   c.train.keep_checkpoints = 2
+  # The demo's per-seed splits (ctp_tf.demo_splits): `val_per_class` training videos per class
+  # become the validation set of the per-epoch curves (never the test split); the few-label
+  # arm trains on `fraction` of each class's remaining training videos, stratified and fixed
+  # by the seed, for `epochs` x `steps_per_epoch` steps with the same lr for both arms.
+  c.few_label = ml_collections.ConfigDict()
+  c.few_label.fraction = 0.1
+  c.few_label.val_per_class = 2
+  c.few_label.epochs = 12
+  c.few_label.steps_per_epoch = 4
+  c.few_label.eval_every_epochs = 3
+  c.few_label.decay_epochs = (8,)
   return c
