@@ -80,8 +80,8 @@ def pretrain_config(tiny, seed, path=None):
   return c
 
 
-FEW_LABEL_DEFAULTS = dict(fraction=0.1, val_per_class=2, epochs=12, steps_per_epoch=4,
-                         eval_every_epochs=3, decay_epochs=(8,))
+FEW_LABEL_DEFAULTS = dict(fraction=0.1, val_per_class=2, epochs=8, steps_per_epoch=4,
+                         eval_every_epochs=2, decay_epochs=(7,))
 
 
 def finetune_config(tiny, seed, path=None):
@@ -169,9 +169,9 @@ def knn_probe(cache_path, k=PROBE_K):
   from ctp_tf.downstream import retrieval
   with np.load(cache_path) as z:
     q, ql, g, gl = (z[n] for n in ("query", "query_labels", "gallery", "gallery_labels"))
+  ql, gl = ql.astype(np.int64), gl.astype(np.int64)
   k = min(int(k), len(gl))
-  _, idx = retrieval.topk_neighbours(q, g, k)
-  idx = np.asarray(idx)
+  idx, _ = retrieval.topk_neighbours(q, g, k)
   votes = np.zeros((len(ql), int(max(gl.max(), ql.max())) + 1))
   for rank in range(k):   # weight k - rank: the vote is a majority, ties go to nearer neighbours
     np.add.at(votes, (np.arange(len(ql)), gl[idx[:, rank]]), k - rank)

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 _OUT = flags.DEFINE_string("out_dir", "runs/demo", "Where runs, figures and report.md go.")
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds; each runs every stage.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each runs every stage; the comparisons pair them.")
 _TINY = flags.DEFINE_bool("tiny", False, "Toy sizes (the test suite's end-to-end check).")
 _DATA = flags.DEFINE_string("data_dir", None,
                             "Converted shards with train and test splits (make_tfrecords.py "
