@@ -6,7 +6,7 @@ retrieval and a frozen-encoder kNN probe with the CtP encoder and with a random 
 same architecture -> per-seed splits (`ctp_tf.demo_splits`: a validation set carved from the
 training videos for the per-epoch curves, and a stratified few-label training set) ->
 finetuning from scratch and from the CtP export on all labels and on few labels (same config,
-budget and seed for both arms) -> 10-clip evaluation on the test split.
+budget and seed for both arms) -> multi-clip evaluation on the test split.
 
 Then `results.json` with `comparisons` (`ctp_tf.demo_stats`: paired 95% t-intervals over
 seeds and a verdict each) and `report.md`, whose first table is built from them.
@@ -425,7 +425,7 @@ def gradcam_example(workdir, data_dir, config, out_png, out_gif):
 
   model, cfg, _ = finetune.load_finetuned(workdir)
   ds = finetune_input.eval_dataset(
-      data_dir, cfg.data.test_split, num_clips=1, clip_len=int(cfg.data.clip_len),
+      data_dir, "test", num_clips=1, clip_len=int(cfg.data.clip_len),
       stride=int(cfg.data.stride), resize=tuple(cfg.data.test_resize),
       crop_size=int(cfg.data.crop_size), batch_size=1)
   batch = next(iter(ds))

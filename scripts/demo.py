@@ -8,7 +8,7 @@
 
 Stages per seed: CtP pretraining -> export -> zero-shot object tracking (demo data only) ->
 retrieval and kNN probe (CtP vs random encoder) -> finetuning (scratch vs CtP, all labels and
-few labels) -> 10-clip evaluation. Then results.json with paired comparisons and report.md
+few labels) -> 5-clip evaluation. Then results.json with paired comparisons and report.md
 (that table first). Re-running continues after the last finished stage.
 """
 
@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 _OUT = flags.DEFINE_string("out_dir", "runs/demo", "Where runs, figures and report.md go.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each runs every stage; the comparisons pair them.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"],
+                           "Seeds; each runs every stage; the comparisons pair them.")
 _TINY = flags.DEFINE_bool("tiny", False, "Toy sizes (the test suite's end-to-end check).")
 _DATA = flags.DEFINE_string("data_dir", None,
                             "Converted shards with train and test splits (make_tfrecords.py "

@@ -1,26 +1,30 @@
 """The embedded demo set: short real video files whose class is decided only by motion.
 
-Each video shows one white object on a static background of fine random texture (2 px blocks,
-each one of two dark colours drawn per video). The class is how the object moves (left, right,
-up, down, grow, shrink, circle clockwise or counter-clockwise); colours, shapes, sizes, start
-positions and speeds are drawn at random for every video from the same distributions for every
-class. So nothing that a single frame shows tells the class apart: a model must follow the
-object over time, which is what a tracking pretext task such as CtP should teach.
+Each video (version 4) looks like a small piece of video: a textured scene (a crop of one of
+the photographs matplotlib ships, `grace_hopper.jpg` or the `topobathy.npz` terrain, or
+multi-octave colour noise) seen by a camera that pans slowly in a random direction, one or two
+small textured distractors that sit on the scene and drift, and one main object with a texture
+of its own and an outline. The class is how the main object moves in the frame (left, right,
+up, down, grow, shrink, circle clockwise or counter-clockwise); scenes, textures, shapes,
+sizes, start positions, speeds and pans are drawn at random for every video from the same
+distributions for every class. So nothing that a single frame shows tells the class apart: a
+model must follow the object over time, which is what a tracking pretext task such as CtP
+should teach.
 
-Why this background. CtP cuts each patch from the clip itself, so a pasted patch looks like the
-video and shows only where it moves. Over fine texture every pixel of a moving patch changes
-from frame to frame; over smooth or repeating regions it does not. On the earlier versions of
-this set (one texture per video; then a mosaic of textured regions whose detail the 64 px
-clips blur away) the demo model never beat the static guess; on this texture it does within
-the demo budget (with configs/demo.py's hard-edged patches: 3 of 3 seeds, README). The object
-is bright on a dark background so that a classifier trained from scratch can find it (on
-full-contrast texture, or with textured objects and distractors, scratch stayed at chance in
-the demo budget).
+Why every surface carries a fine grain (`make_texture`). CtP cuts each patch from the clip
+itself, so a pasted patch looks like the video and shows only where its texture moves. With
+photographs and noise carrying a weaker grain, or with sub-pixel camera pans (whose bilinear
+shift blurs the grain differently in every frame, so every pixel changes as if something
+moved there), the demo pretraining stayed on the static guess for 240 steps; with the grain of
+version 3 (2 px squares, ~100 grey levels) under the photograph's light and colour, and pans
+in whole pixels, it leaves it within ~150 steps (README). Because the objects are textured
+like the scene, following a pasted patch is the same skill as following the object.
 
 Files are real encoded video (H.264 MP4 via libx264 and MJPEG AVI, mixed) in the UCF-101 layout
 (`videos/<Class>/v_<Class>_gXX_cYY.{mp4,avi}`, `classInd.txt`, `trainlist01.txt`,
 `testlist01.txt`), so the demo goes through the same conversion path as real data.
-`demo_meta.json` records every video's main-object trajectory (centres and sizes per frame).
+`demo_meta.json` records every video's main-object trajectory (centres and scales per frame,
+half sizes): the boxes of the demo's zero-shot tracking stage.
 
 Example:
   from ctp_tf.data import demo_data
@@ -435,7 +439,8 @@ def make_demo_data(out_dir, *, seed=0, progress=True, **sizes):
   if old not in (None, VERSION):
     raise ValueError(f"{out_dir} holds demo data version {old}, this is version {VERSION}; "
                      "delete it or choose another directory")
-  meta = {"version": VERSION, "seed": int(seed), "config": cfg, "classes": list(CLASSES), "videos": []}
+  meta = {"version": VERSION, "seed": int(seed), "config": cfg, "classes": list(CLASSES),
+          "videos": []}
   train_lines, test_lines = [], []
   written = frames_total = 0
   total = len(CLASSES) * (cfg["train_per_class"] + cfg["test_per_class"])
