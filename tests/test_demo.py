@@ -15,7 +15,7 @@ FIELDS = {"name", "metric", "ctp", "baseline", "diff_mean", "diff_ci95", "wins",
           "verdict"}
 
 
-def _demo(*args, timeout=900):
+def _demo(*args, timeout=1800):
   return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "demo.py"), *args],
                         capture_output=True, text=True, env=ENV, timeout=timeout)
 
