@@ -13,9 +13,9 @@ should teach.
 
 Why every surface carries a fine grain (`make_texture`). CtP cuts each patch from the clip
 itself, so a pasted patch looks like the video and shows only where its texture moves. With
-photographs and noise carrying a weaker grain, or with sub-pixel camera pans (whose bilinear
-shift blurs the grain differently in every frame, so every pixel changes as if something
-moved there), the demo pretraining stayed on the static guess for 240 steps; with the grain of
+photographs and noise carrying a weaker grain the demo pretraining stayed on the static guess
+for 144-192 steps (camera pans move in whole pixels: a bilinear sub-pixel shift would blur the
+grain differently in every frame, as if something moved everywhere); with the grain of
 version 3 (2 px squares, ~100 grey levels) under the photograph's light and colour, and pans
 in whole pixels, it leaves it within ~150 steps (README). Because the objects are textured
 like the scene, following a pasted patch is the same skill as following the object.
@@ -150,10 +150,10 @@ def make_texture(rng, height, width, photo_prob=0.4, shade=(0.3, 0.45), grain=(9
 
   The fine, full-contrast grain is what makes motion visible at every point, as texture does
   on real surfaces at video resolution: CtP's patches are cut from the clip itself and show
-  only where their texture moves. Measured with the demo pretraining (Adam, 240 steps): on
+  only where their texture moves. Measured with the demo pretraining (Adam, one seed): on
   photographs and noise with weaker grain (+-40-60 grey levels added at full brightness) the
-  IoU stayed on the static guess; on the two-colour texture of version 3 it left it by step
-  ~120. This keeps that texture's contrast and lays the photograph's light and colour under it.
+  IoU stayed on the static guess for 144-192 steps; on the two-colour texture of version 3 it
+  left it by step ~120. This keeps that texture's contrast and lays the photograph's light and colour under it.
   """
   if rng.random() < photo_prob:
     tex = photo_texture(rng, height, width)
