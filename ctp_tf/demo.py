@@ -1,10 +1,15 @@
-"""The whole CtP protocol on the embedded demo data, with an honest comparison.
+"""The whole CtP protocol with paired, per-seed comparisons against baselines.
 
 For each seed: CtP pretraining (`configs/demo.py`) -> export -> zero-shot tracking of the test
-videos' own object (`ctp_tf.demo_tracking`: does the pretext transfer?) -> retrieval with the
-CtP encoder and with a random encoder of the same architecture -> finetuning from scratch and
-from the CtP export (same config, budget and seed) -> 10-clip evaluation of both. Then
-`report.md` with a table of what the runs produced (mean and spread over seeds) and figures.
+videos' own object (`ctp_tf.demo_tracking`, demo data only: it needs the object boxes) ->
+retrieval and a frozen-encoder kNN probe with the CtP encoder and with a random encoder of the
+same architecture -> per-seed splits (`ctp_tf.demo_splits`: a validation set carved from the
+training videos for the per-epoch curves, and a stratified few-label training set) ->
+finetuning from scratch and from the CtP export on all labels and on few labels (same config,
+budget and seed for both arms) -> multi-clip evaluation on the test split.
+
+Then `results.json` with `comparisons` (`ctp_tf.demo_stats`: paired 95% t-intervals over
+seeds and a verdict each) and `report.md`, whose first table is built from them.
 
 Every stage writes into its own directory and is skipped when its result exists, so a killed
 demo re-run continues where it stopped (pretraining and finetuning resume mid-run themselves).
@@ -26,21 +31,36 @@ TINY_DATA = dict(train_per_class=3, test_per_class=2, width=48, height=40, min_f
                  max_frames=16)
 
 
+ARMS = ("scratch", "ctp", "few_scratch", "few_ctp")
 STAGES = ("pretrain", "object_tracking", "random_encoder", "retrieval_ctp", "retrieval_random",
-          "finetune_scratch", "evaluate_scratch", "finetune_ctp", "evaluate_ctp")
+          "splits") + tuple(f"{kind}_{arm}" for arm in ARMS for kind in ("finetune", "evaluate"))
 
 
-def _load_config(name):
+class DemoInputError(ValueError):
+  """A user mistake in the demo's inputs (data directory, config files): one line, exit 2."""
+
+
+PROBE_K = 10          # the frozen-encoder probe: k-nearest-neighbour vote over training videos
+
+
+def _load_config(name_or_path):
+  """`get_config()` of `configs/<name>.py` or of a config file path."""
   import importlib.util
-  path = os.path.join(REPO, "configs", f"{name}.py")
+  path = name_or_path if name_or_path.endswith(".py") else os.path.join(
+      REPO, "configs", f"{name_or_path}.py")
+  if not os.path.exists(path):
+    raise DemoInputError(f"config file {path} does not exist")
+  name = os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(f"ctp_tf_configs_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise DemoInputError(f"config file {path} has no get_config()")
   return module.get_config()
 
 
-def pretrain_config(tiny, seed):
-  c = _load_config("demo")
+def pretrain_config(tiny, seed, path=None):
+  c = _load_config(path or "demo")
   c.train.seed = seed
   c.train.verbose = 2 if not tiny else 0
   if tiny:
@@ -60,8 +80,15 @@ def pretrain_config(tiny, seed):
   return c
 
 
-def finetune_config(tiny, seed):
-  c = _load_config("finetune_demo")
+FEW_LABEL_DEFAULTS = dict(fraction=0.1, val_per_class=2, epochs=8, steps_per_epoch=4,
+                         eval_every_epochs=2, decay_epochs=(7,))
+
+
+def finetune_config(tiny, seed, path=None):
+  import ml_collections
+  c = _load_config(path or "finetune_demo")
+  if "few_label" not in c:   # a config written for scripts/finetune.py: the demo's defaults
+    c.few_label = ml_collections.ConfigDict(FEW_LABEL_DEFAULTS)
   c.train.seed = seed
   c.train.verbose = 2 if not tiny else 0
   if tiny:
@@ -77,6 +104,23 @@ def finetune_config(tiny, seed):
     c.train.epochs = 2
     c.train.eval_every_epochs = 1
     c.train.steps_per_epoch = 2
+    c.few_label.fraction = 0.34
+    c.few_label.val_per_class = 1
+    c.few_label.epochs = 2
+    c.few_label.steps_per_epoch = 2
+    c.few_label.eval_every_epochs = 1
+    c.few_label.decay_epochs = ()
+  return c
+
+
+def few_label_config(fcfg):
+  """The few-label arm's finetuning config: `fcfg` with its `few_label` epochs/steps."""
+  c = fcfg.copy_and_resolve_references()
+  c.data.train_split = "train_few"
+  c.train.epochs = int(fcfg.few_label.epochs)
+  c.train.steps_per_epoch = int(fcfg.few_label.steps_per_epoch)
+  c.train.eval_every_epochs = int(fcfg.few_label.eval_every_epochs)
+  c.optimizer.decay_epochs = tuple(fcfg.few_label.decay_epochs)
   return c
 
 
@@ -118,16 +162,34 @@ def _retrieval(export_dir, data_dir, cache, num_clips, resize):
                                  features_cache=cache, cache_key=os.path.abspath(export_dir))
 
 
-def run_seed(seed, out_dir, data_dir, *, tiny=False):
+def knn_probe(cache_path, k=PROBE_K):
+  """Top-1 of a k-nearest-neighbour vote (cosine similarity, ties to the nearest) of each test
+  video among the training videos, on the features `retrieval.run_retrieval` cached: a
+  frozen-encoder probe with nothing fitted."""
+  from ctp_tf.downstream import retrieval
+  with np.load(cache_path) as z:
+    q, ql, g, gl = (z[n] for n in ("query", "query_labels", "gallery", "gallery_labels"))
+  ql, gl = ql.astype(np.int64), gl.astype(np.int64)
+  k = min(int(k), len(gl))
+  idx, _ = retrieval.topk_neighbours(q, g, k)
+  votes = np.zeros((len(ql), int(max(gl.max(), ql.max())) + 1))
+  for rank in range(k):   # weight k - rank: the vote is a majority, ties go to nearer neighbours
+    np.add.at(votes, (np.arange(len(ql)), gl[idx[:, rank]]), k - rank)
+  pred = votes.argmax(1)
+  return {"top1": float(np.mean(pred == ql)), "k": k, "num_queries": int(len(ql))}
+
+
+def run_seed(seed, out_dir, data_dir, *, tiny=False, pretrain_path=None, finetune_path=None):
   """All stages for one seed; returns the row of numbers for the report."""
+  from ctp_tf import demo_splits, demo_tracking
   from ctp_tf.downstream import evaluate, finetune, retrieval
   from ctp_tf.training import pretrain
 
   d = os.path.join(out_dir, f"seed{seed}")
   os.makedirs(d, exist_ok=True)
   stages = _Stages(os.path.join(d, "stage_seconds.json"))
-  pcfg = pretrain_config(tiny, seed)
-  fcfg = finetune_config(tiny, seed)
+  pcfg = pretrain_config(tiny, seed, pretrain_path)
+  fcfg = finetune_config(tiny, seed, finetune_path)
   clip_shape = (pcfg.data.clip_len, pcfg.data.crop_size, pcfg.data.crop_size)
   test_resize = tuple(fcfg.data.test_resize)
   num_clips = int(fcfg.data.num_test_clips)
@@ -137,17 +199,24 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False):
                                                     workdir=os.path.join(d, "pretrain"))))
   ctp_export = os.path.join(d, "pretrain", "export")
 
-  def object_tracking():
-    # Whether the tracking learned on pasted patches carries over to the object whose motion
-    # defines the class: the question the finetuning comparison alone cannot answer.
-    from ctp_tf import demo_tracking
-    from ctp_tf.downstream import export
-    clips, boxes = demo_tracking.object_clips(data_dir, clip_len=int(pcfg.data.clip_len),
-                                              crop_size=int(pcfg.data.crop_size))
-    model = export.load_ctp_workdir(os.path.join(d, "pretrain"))[0]
-    return demo_tracking.tracking_iou(model, clips, boxes, pcfg.synthesis, seed=seed)
+  track = None
+  meta_path = demo_tracking.meta_path_for(data_dir)
+  if meta_path:
+    def object_tracking():
+      # Whether the tracking learned on pasted patches carries over to the object whose motion
+      # defines the class: the question the finetuning comparison alone cannot answer.
+      from ctp_tf.downstream import export
+      clips, boxes = demo_tracking.object_clips(data_dir, meta_path,
+                                                clip_len=int(pcfg.data.clip_len),
+                                                crop_size=int(pcfg.data.crop_size))
+      model = export.load_ctp_workdir(os.path.join(d, "pretrain"))[0]
+      return demo_tracking.tracking_iou(model, clips, boxes, pcfg.synthesis, seed=seed)
 
-  track = stages.run("object_tracking", os.path.join(d, "object_tracking.json"), object_tracking)
+    track = stages.run("object_tracking", os.path.join(d, "object_tracking.json"),
+                       object_tracking)
+  else:
+    print("[demo] object_tracking: skipped (needs the demo data's object boxes; "
+          f"{data_dir} has none)", flush=True)
 
   def random_export():
     path = os.path.join(d, "random_export")
@@ -158,37 +227,106 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False):
 
   stages.run("random_encoder", os.path.join(d, "random_export.json"), random_export)
   ret_kw = dict(data_dir=data_dir, num_clips=num_clips, resize=test_resize)
-  ret_ctp = stages.run("retrieval_ctp", os.path.join(d, "retrieval_ctp.json"),
-                       lambda: _retrieval(ctp_export, cache=os.path.join(d, "feat_ctp.npz"),
-                                          **ret_kw))
-  ret_rand = stages.run("retrieval_random", os.path.join(d, "retrieval_random.json"),
-                        lambda: _retrieval(os.path.join(d, "random_export"),
-                                           cache=os.path.join(d, "feat_random.npz"), **ret_kw))
+  ret, probe = {}, {}
+  for name, export_dir in (("ctp", ctp_export), ("random", os.path.join(d, "random_export"))):
+    cache = os.path.join(d, f"feat_{name}.npz")
+    ret[name] = stages.run(f"retrieval_{name}", os.path.join(d, f"retrieval_{name}.json"),
+                           lambda e=export_dir, c=cache: _retrieval(e, cache=c, **ret_kw))
+    probe[name] = knn_probe(cache)
+
+  few = fcfg.few_label
+  split_dir = os.path.join(d, "splits")
+  split_media = stages.run("splits", os.path.join(d, "splits_summary.json"),
+                           lambda: {k: len(v) for k, v in demo_splits.write_split_dir(
+                               data_dir, split_dir, seed, val_per_class=int(few.val_per_class),
+                               few_fraction=float(few.fraction)).items()})
 
   runs = {}
-  for name, init in (("scratch", None), ("ctp", ctp_export)):
-    wd = os.path.join(d, f"finetune_{name}")
-    stages.run(f"finetune_{name}", os.path.join(d, f"finetune_{name}.json"),
-               lambda wd=wd, init=init: _jsonable(finetune.finetune(
-                   fcfg, data_dir=data_dir, workdir=wd, init_from=init)))
-    runs[name] = stages.run(
-        f"evaluate_{name}", os.path.join(d, f"evaluate_{name}.json"),
-        lambda wd=wd: _jsonable(evaluate.evaluate(wd, data_dir, num_clips=num_clips)))
+  for arm in ARMS:
+    cfg = few_label_config(fcfg) if arm.startswith("few_") else fcfg.copy_and_resolve_references()
+    cfg.data.test_split = "val"      # the per-epoch curves: validation carved from train
+    init = ctp_export if arm.endswith("ctp") else None
+    wd = os.path.join(d, f"finetune_{arm}")
+    stages.run(f"finetune_{arm}", os.path.join(d, f"finetune_{arm}.json"),
+               lambda wd=wd, init=init, cfg=cfg: _jsonable(finetune.finetune(
+                   cfg, data_dir=split_dir, workdir=wd, init_from=init)))
+    runs[arm] = stages.run(
+        f"evaluate_{arm}", os.path.join(d, f"evaluate_{arm}.json"),
+        lambda wd=wd: _jsonable(evaluate.evaluate(wd, split_dir, num_clips=num_clips,
+                                                  split="test")))
 
-  return {
+  row = {
       "seed": seed,
-      "finetune_val_top1": {name: _val_curve(os.path.join(d, f"finetune_{name}", "history.json"))
-                            for name in ("scratch", "ctp")},
-      "retrieval_ctp": {k: ret_ctp[k] for k in ("top1", "top5", "top10")},
-      "retrieval_random": {k: ret_rand[k] for k in ("top1", "top5", "top10")},
-      "finetune_scratch": {k: runs["scratch"][k] for k in ("top1", "top5")},
-      "finetune_ctp": {k: runs["ctp"][k] for k in ("top1", "top5")},
+      "finetune_val_top1": {arm: _val_curve(os.path.join(d, f"finetune_{arm}", "history.json"))
+                            for arm in ARMS},
+      "retrieval_ctp": {k: ret["ctp"][k] for k in ("top1", "top5", "top10")},
+      "retrieval_random": {k: ret["random"][k] for k in ("top1", "top5", "top10")},
+      "probe_ctp": probe["ctp"],
+      "probe_random": probe["random"],
       "pretext_iou": pre.get("iou"),
       "pretext_iou_static": pre.get("iou_static"),
+      "pretext_curve": _pretrain_curve(os.path.join(d, "pretrain", "log.csv")),
       "tracking": track,
+      "splits": split_media,
       "seconds": dict(stages.times),
       "dir": d,
   }
+  for arm in ARMS:
+    row[f"finetune_{arm}"] = {k: runs[arm][k] for k in ("top1", "top5")}
+  return row
+
+
+def _pretrain_curve(log_csv):
+  """[{epoch, iou, iou_static}] per pretraining epoch, from its log.csv."""
+  if not os.path.exists(log_csv):
+    return []
+  with open(log_csv) as f:
+    return [{"epoch": int(float(r["epoch"])), "iou": float(r["iou"]),
+             "iou_static": float(r["iou_static"])} for r in csv.DictReader(f)]
+
+
+def mid_pretext(row):
+  """(iou, iou_static) at the middle epoch of pretraining (epoch ceil(E/2)), or (None, None)."""
+  curve = row.get("pretext_curve") or []
+  if not curve:
+    return None, None
+  mid = curve[(len(curve) + 1) // 2 - 1]
+  return mid["iou"], mid["iou_static"]
+
+
+def comparisons(rows):
+  """The paired comparisons of `results.json` (INTERFACES.md), from the per-seed rows."""
+  from ctp_tf import demo_stats
+  seeds = [r["seed"] for r in rows]
+  out = []
+
+  def add(name, metric, ctp_path, base_path):
+    a = [_dig(r, ctp_path) for r in rows]
+    b = [_dig(r, base_path) for r in rows]
+    if any(v is None for v in a + b):
+      return
+    out.append(demo_stats.paired_comparison(name, metric, a, b, seeds=seeds))
+
+  add("pretext IoU vs static guess (end of pretraining)", "iou", ("pretext_iou",),
+      ("pretext_iou_static",))
+  mids = [mid_pretext(r) for r in rows]
+  if all(m[0] is not None for m in mids):
+    out.append(demo_stats.paired_comparison(
+        "pretext IoU vs static guess (middle of pretraining)", "iou", [m[0] for m in mids],
+        [m[1] for m in mids], seeds=seeds))
+  add("zero-shot object tracking vs static guess", "iou", ("tracking", "object_iou"),
+      ("tracking", "object_iou_static"))
+  add("retrieval vs random encoder", "top1", ("retrieval_ctp", "top1"),
+      ("retrieval_random", "top1"))
+  add("retrieval vs random encoder", "top5", ("retrieval_ctp", "top5"),
+      ("retrieval_random", "top5"))
+  add(f"kNN probe (k={PROBE_K}, frozen encoder) vs random encoder", "top1",
+      ("probe_ctp", "top1"), ("probe_random", "top1"))
+  add("finetune (all labels) vs scratch", "top1", ("finetune_ctp", "top1"),
+      ("finetune_scratch", "top1"))
+  add("few-label finetune vs scratch", "top1", ("finetune_few_ctp", "top1"),
+      ("finetune_few_scratch", "top1"))
+  return out
 
 
 def _val_curve(history_path):
@@ -243,6 +381,38 @@ def plot_pretrain_curves(workdirs, out):
   return out
 
 
+def plot_figure1(rows, out):
+  """Validation top-1 per finetuning epoch, both arms, mean and min-max band over seeds; one
+  panel for all labels and one for few labels (the paper's Figure 1, from each run's history)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+  for ax, (title, pair) in zip(axes, (("all labels", ("ctp", "scratch")),
+                                      ("few labels", ("few_ctp", "few_scratch")))):
+    for colour, arm in zip(("C0", "C1"), pair):
+      curves = [r.get("finetune_val_top1", {}).get(arm) or {} for r in rows]
+      epochs = sorted({int(e) for c in curves for e in c})
+      epochs = [e for e in epochs if all(str(e) in c for c in curves)]
+      if not epochs:
+        continue
+      vals = np.array([[c[str(e)] for e in epochs] for c in curves])
+      label = ("CtP" if arm.endswith("ctp") else "scratch") + f" (mean of {len(rows)} seeds)"
+      ax.plot(epochs, vals.mean(0), color=colour, marker="o", label=label)
+      ax.fill_between(epochs, vals.min(0), vals.max(0), color=colour, alpha=0.2)
+    ax.set(xlabel="finetuning epoch", title=f"Validation top-1, {title}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  axes[0].set_ylabel("val top-1 (band: min-max over seeds)")
+  fig.tight_layout()
+  tmp = out + ".tmp.png"
+  fig.savefig(tmp, dpi=110)
+  plt.close(fig)
+  os.replace(tmp, out)
+  return out
+
+
 def plot_trajectory_examples(data_dir, config, out_png, out_gif, seed):
   from ctp_tf import plots
   return plots.render_pretrain_examples(data_dir, config, out_png, gif_path=out_gif,
@@ -255,7 +425,7 @@ def gradcam_example(workdir, data_dir, config, out_png, out_gif):
 
   model, cfg, _ = finetune.load_finetuned(workdir)
   ds = finetune_input.eval_dataset(
-      data_dir, cfg.data.test_split, num_clips=1, clip_len=int(cfg.data.clip_len),
+      data_dir, "test", num_clips=1, clip_len=int(cfg.data.clip_len),
       stride=int(cfg.data.stride), resize=tuple(cfg.data.test_resize),
       crop_size=int(cfg.data.crop_size), batch_size=1)
   batch = next(iter(ds))
@@ -278,40 +448,56 @@ def _stat(values, digits=3):
 
 
 def summary_table(rows):
-  """Markdown table of the runs: mean ± sample std over seeds (one seed: the value)."""
+  """Markdown table of the raw numbers: mean ± sample std over seeds (one seed: the value)."""
   g = lambda *path: [_dig(r, path) for r in rows]  # noqa: E731
   lines = [
-      f"| metric | CtP | baseline | seeds |",
+      "| metric | CtP | baseline | seeds |",
       "| --- | --- | --- | --- |",
   ]
   n = len(rows)
   for k in ("top1", "top5", "top10"):
     lines.append(f"| retrieval {k} (baseline: random encoder) | "
                  f"{_stat(g('retrieval_ctp', k))} | {_stat(g('retrieval_random', k))} | {n} |")
-  for k in ("top1", "top5"):
-    lines.append(f"| finetune {k} (baseline: scratch) | "
-                 f"{_stat(g('finetune_ctp', k))} | {_stat(g('finetune_scratch', k))} | {n} |")
+  lines.append(f"| kNN probe top1, k={PROBE_K} (baseline: random encoder) | "
+               f"{_stat(g('probe_ctp', 'top1'))} | {_stat(g('probe_random', 'top1'))} | {n} |")
+  for arm, what in (("", "all labels"), ("few_", "few labels")):
+    for k in ("top1", "top5"):
+      lines.append(f"| finetune {k}, {what} (baseline: scratch) | "
+                   f"{_stat(g(f'finetune_{arm}ctp', k))} | "
+                   f"{_stat(g(f'finetune_{arm}scratch', k))} | {n} |")
   lines.append(f"| pretext IoU, frames 1..T-1 (baseline: static guess) | "
                f"{_stat(g('pretext_iou'))} | {_stat(g('pretext_iou_static'))} | {n} |")
-  lines.append(f"| zero-shot IoU on patches pasted into the test clips (baseline: static guess) | "
-               f"{_stat(g('tracking', 'pasted_iou'))} | "
-               f"{_stat(g('tracking', 'pasted_iou_static'))} | {n} |")
-  lines.append(f"| zero-shot IoU on the test videos' own object (baseline: static guess) | "
-               f"{_stat(g('tracking', 'object_iou'))} | "
-               f"{_stat(g('tracking', 'object_iou_static'))} | {n} |")
+  mids = [mid_pretext(r) for r in rows]
+  lines.append(f"| pretext IoU at the middle epoch (baseline: static guess) | "
+               f"{_stat([m[0] for m in mids])} | {_stat([m[1] for m in mids])} | {n} |")
+  if any(r.get("tracking") for r in rows):
+    lines.append(f"| zero-shot IoU on patches pasted into the test clips (baseline: static "
+                 f"guess) | {_stat(g('tracking', 'pasted_iou'))} | "
+                 f"{_stat(g('tracking', 'pasted_iou_static'))} | {n} |")
+    lines.append(f"| zero-shot IoU on the test videos' own object (baseline: static guess) | "
+                 f"{_stat(g('tracking', 'object_iou'))} | "
+                 f"{_stat(g('tracking', 'object_iou_static'))} | {n} |")
+  return "\n".join(lines)
+
+
+def curves_table(rows):
+  """Validation top-1 per finetuning epoch (mean ± std over seeds), all four arms."""
+  g = lambda *path: [_dig(r, path) for r in rows]  # noqa: E731
   epochs = sorted({int(e) for r in rows for arm in (r.get("finetune_val_top1") or {}).values()
                    for e in arm})
-  if epochs:   # how fast each arm gets there (the paper's Figure 1), not only where it ends
-    lines.append("")
-    lines.append("| finetune epoch | val top-1 from CtP | val top-1 from scratch |")
-    lines.append("| --- | --- | --- |")
-    for e in epochs:
-      lines.append(f"| {e} | {_stat(g('finetune_val_top1', 'ctp', str(e)))} | "
-                   f"{_stat(g('finetune_val_top1', 'scratch', str(e)))} |")
+  lines = ["| finetune epoch | CtP, all labels | scratch, all labels | CtP, few labels "
+           "| scratch, few labels |", "| --- | --- | --- | --- | --- |"]
+  for e in epochs:
+    lines.append(f"| {e} | " + " | ".join(_stat(g("finetune_val_top1", arm, str(e)))
+                                          for arm in ("ctp", "scratch", "few_ctp",
+                                                      "few_scratch")) + " |")
+  return "\n".join(lines)
+
+
+def times_table(rows):
+  g = lambda *path: [_dig(r, path) for r in rows]  # noqa: E731
   stages = [s for s in STAGES if any(s in r["seconds"] for r in rows)]
-  lines.append("")
-  lines.append("| stage | wall time (s) |")
-  lines.append("| --- | --- |")
+  lines = ["| stage | wall time (s) |", "| --- | --- |"]
   for s in stages:
     lines.append(f"| {s} | {_stat(g('seconds', s), digits=0)} |")
   return "\n".join(lines)
@@ -325,71 +511,97 @@ def _dig(d, path):
   return d
 
 
-def verdict(rows, pretext_margin=0.01):
-  """Plain-language reading of the table: what beat what, per seed, without rounding it up."""
-  def wins(a, b, margin=0.0):
-    return sum(1 for r in rows if _dig(r, a) is not None and _dig(r, b) is not None
-               and _dig(r, a) > _dig(r, b) + margin)
-  n = len(rows)
-  learned = wins(("pretext_iou",), ("pretext_iou_static",), pretext_margin)
-  parts = [
-      f"CtP finetuning beat scratch on top-1 in {wins(('finetune_ctp', 'top1'), ('finetune_scratch', 'top1'))} of {n} seeds.",
-      f"CtP retrieval beat the random encoder on top-1 in {wins(('retrieval_ctp', 'top1'), ('retrieval_random', 'top1'))} of {n} seeds.",
-      f"The pretext IoU beat the static guess by more than {pretext_margin} in {learned} of {n} "
-      "seeds.",
-  ]
-  if learned == 0:
-    parts.append("So the network did not learn to track the patches in this budget: any "
-                 "difference in the rows above does not come from learned tracking.")
-  measured = sum(1 for r in rows if _dig(r, ("tracking", "object_iou")) is not None)
-  if measured:
-    tracks = wins(("tracking", "object_iou"), ("tracking", "object_iou_static"), pretext_margin)
-    parts.append(f"Given only its frame-0 box, the pretrained model followed the test videos' "
-                 f"own object better than the static guess (by more than {pretext_margin}) in "
-                 f"{tracks} of {measured} seeds.")
-    if learned and not tracks:
-      parts.append("So the tracking it learned on pasted patches did not carry over to the "
-                   "object whose motion defines the classes.")
+def verdict(comps):
+  """Plain-language reading of the comparisons: only their verdicts."""
+  by = {v: [f"{c['name']} ({c['metric']})" for c in comps if c["verdict"] == v]
+        for v in ("ctp better", "baseline better", "undecided")}
+  parts = []
+  for v, text in (("ctp better", "CtP better (95% interval above zero)"),
+                  ("baseline better", "baseline better (interval below zero)"),
+                  ("undecided", "undecided (interval contains zero)")):
+    if by[v]:
+      parts.append(f"{text}: " + "; ".join(by[v]) + ".")
   return " ".join(parts)
 
 
-def write_report(out_dir, rows, figures, *, tiny):
-  lines = ["# CtP on the demo data", ""]
-  lines.append("Each number below was produced by this run (`scripts/demo.py"
-               + (" --tiny" if tiny else "") + "`); nothing is fixed in code. "
-               "Values are mean ± sample standard deviation over seeds "
-               f"{', '.join(str(r['seed']) for r in rows)}.")
-  lines += ["", summary_table(rows), "", verdict(rows), ""]
-  lines.append("## Per seed")
-  lines.append("")
-  lines.append("```json")
-  lines.append(json.dumps(_jsonable(rows), indent=1, sort_keys=True))
-  lines.append("```")
-  lines.append("")
-  lines.append("## Figures")
+def write_report(out_dir, results, figures=None):
+  """Writes `report.md` from `results` (the `results.json` dict): the comparisons table first,
+  then Figure 1 (val top-1 per epoch, both arms, mean and band), then the details."""
+  from ctp_tf import demo_stats
+  rows = results["seeds"]
+  comps = results["comparisons"]
+  figures = figures if figures is not None else results.get("figures", {})
+  seeds = ", ".join(str(r["seed"]) for r in rows)
+  lines = [f"# CtP against its baselines on {results.get('data', 'the demo data')}", ""]
+  lines.append(demo_stats.comparisons_table(comps))
+  lines += ["", f"Each row pairs CtP with its baseline seed by seed (seeds {seeds}): CtP - "
+            "baseline is the mean of the per-seed differences with its 95% Student-t "
+            "interval (n - 1 degrees of freedom); the verdict is \"ctp better\" when the "
+            "interval lies above zero, \"baseline better\" when below, otherwise "
+            "\"undecided\". Every number comes from this run (`results.json`); nothing is fixed "
+            "in code.", "", verdict(comps), ""]
+  fig1 = figures.get("figure1")
+  lines += ["## Figure 1: finetuning, CtP vs scratch", ""]
+  if fig1:
+    lines += [f"![Figure 1]({os.path.relpath(fig1, out_dir)})", ""]
+  lines += ["Validation split: videos carved from the training split per seed (never the test "
+            "split); mean ± sample std over seeds.", "", curves_table(rows), ""]
+  if results.get("notes"):
+    lines += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
+  lines += ["## All numbers (mean ± sample std over seeds)", "", summary_table(rows), "",
+            "## Wall time per stage", "", times_table(rows), ""]
+  lines += ["## Figures", ""]
   for title, path in figures.items():
-    if path:
-      lines.append(f"### {title}")
-      lines.append(f"![{title}]({os.path.relpath(path, out_dir)})")
-      lines.append("")
+    if path and title != "figure1":
+      lines += [f"### {title}", f"![{title}]({os.path.relpath(path, out_dir)})", ""]
+  lines += ["## Per seed", "", "```json", json.dumps(_jsonable(rows), indent=1, sort_keys=True),
+            "```", ""]
   path = os.path.join(out_dir, "report.md")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.write("\n".join(lines) + "\n")
   os.replace(tmp, path)
-  _write_json(os.path.join(out_dir, "results.json"), _jsonable(rows))
   return path
 
 
-def run_demo(out_dir="runs/demo", *, seeds=(0,), tiny=False, data_dir=None):
-  """Runs every stage for each seed and writes `out_dir/report.md`; returns the rows."""
+def report_from_results(out_dir):
+  """Rebuilds `report.md` from `out_dir/results.json` (the table shows what the file holds)."""
+  with open(os.path.join(out_dir, "results.json")) as f:
+    return write_report(out_dir, json.load(f))
+
+
+def set_threads(intra_op=None):
+  """Sets TensorFlow's intra-op thread count (None: `$CTP_TF_INTRA_OP_THREADS`, else TF's
+  default). Must run before TensorFlow executes anything; returns the count set or None."""
+  intra_op = intra_op or int(os.environ.get("CTP_TF_INTRA_OP_THREADS", "0") or 0) or None
+  if intra_op:
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(int(intra_op))
+  return intra_op
+
+
+def run_demo(out_dir="runs/demo", *, seeds=(0,), tiny=False, data_dir=None,
+             pretrain_path=None, finetune_path=None, intra_op_threads=None):
+  """Runs every stage for each seed; writes `out_dir/results.json` and `report.md`.
+
+  Args:
+    data_dir: converted shards with train and test splits (any `make_tfrecords.py` output);
+      None: the demo data, made and cached on first use.
+    pretrain_path, finetune_path: config files (default `configs/demo.py` and
+      `configs/finetune_demo.py`).
+    intra_op_threads: TensorFlow intra-op threads (None: `$CTP_TF_INTRA_OP_THREADS` or TF's
+      default).
+  Returns: the results dict (`seeds`: per-seed rows, `comparisons`).
+  """
   from ctp_tf import demo_assets
   from ctp_tf.downstream import export  # noqa: F401  (fail early if the package is broken)
   from ctp_tf import curves
 
+  threads = set_threads(intra_op_threads)
   out_dir = os.path.abspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
   t0 = time.time()
+  notes = []
   if data_dir is None:
     print("[demo] demo data (made and converted on first use) ...", flush=True)
     if tiny:
@@ -398,35 +610,62 @@ def run_demo(out_dir="runs/demo", *, seeds=(0,), tiny=False, data_dir=None):
     else:
       data_dir = demo_assets.ensure_demo_data()
     print(f"[demo] demo data: {data_dir} ({time.time() - t0:.0f} s)", flush=True)
+    data_name = "the demo data"
+  else:
+    from ctp_tf.data import shards
+    try:
+      meta = shards.load_dataset_json(data_dir)
+    except (FileNotFoundError, ValueError) as e:
+      raise DemoInputError(str(e)) from None
+    missing = {"train", "test"} - set(meta.get("splits", {}))
+    if missing:
+      raise DemoInputError(f"{data_dir} has no {sorted(missing)} split(s); the demo needs train "
+                       "and test (scripts/make_tfrecords.py output)")
+    data_name = f"`{data_dir}`"
+  from ctp_tf import demo_tracking
+  if demo_tracking.meta_path_for(data_dir) is None:
+    notes.append("Zero-shot object tracking skipped: it needs per-frame object boxes, which "
+                 "only the demo data records (demo_meta.json).")
 
-  rows = [run_seed(s, out_dir, data_dir, tiny=tiny) for s in seeds]
+  rows = [run_seed(s, out_dir, data_dir, tiny=tiny, pretrain_path=pretrain_path,
+                   finetune_path=finetune_path) for s in seeds]
 
   figdir = os.path.join(out_dir, "figures")
   os.makedirs(figdir, exist_ok=True)
   first = rows[0]["dir"]
   figures = {}
+  figures["figure1"] = _try(plot_figure1, rows, os.path.join(figdir, "figure1.png"))
   figures["Synthesised trajectories (solid: visible, dashed: hidden)"] = _try(
-      plot_trajectory_examples, data_dir, pretrain_config(tiny, seeds[0]),
+      plot_trajectory_examples, data_dir, pretrain_config(tiny, seeds[0], pretrain_path),
       os.path.join(figdir, "trajectories.png"), os.path.join(figdir, "trajectories.gif"),
       seeds[0])
   figures["Pretraining loss and tracking IoU"] = _try(
       plot_pretrain_curves, [os.path.join(r["dir"], "pretrain") for r in rows],
       os.path.join(figdir, "pretrain_curves.png"))
-  figures["Finetuning: scratch vs CtP (seed Figure 1 style)"] = _try(
-      curves.plot_curves, [os.path.join(first, "finetune_scratch"),
-                           os.path.join(first, "finetune_ctp")],
-      ["scratch", "CtP"], os.path.join(figdir, "finetune_curves.png"))
+  figures[f"Finetuning, seed {seeds[0]}: scratch vs CtP, all and few labels"] = _try(
+      curves.plot_curves, [os.path.join(first, f"finetune_{a}") for a in ARMS],
+      ["scratch", "CtP", "scratch, few labels", "CtP, few labels"],
+      os.path.join(figdir, "finetune_curves.png"))
   figures["Guided Grad-CAM, CtP-finetuned classifier"] = _try(
       gradcam_example, os.path.join(first, "finetune_ctp"), data_dir, None,
       os.path.join(figdir, "gradcam.png"), os.path.join(figdir, "gradcam.gif"))
 
-  report = write_report(out_dir, rows, figures, tiny=tiny)
+  results = {"comparisons": comparisons(rows), "seeds": _jsonable(rows), "data": data_name,
+             "data_dir": os.path.abspath(data_dir), "tiny": bool(tiny),
+             "interval": "paired 95% Student-t interval of the per-seed differences",
+             "intra_op_threads": threads,
+             "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+             "figures": {k: v for k, v in figures.items() if v}, "notes": notes,
+             "total_seconds": round(time.time() - t0, 1)}
+  _write_json(os.path.join(out_dir, "results.json"), results)
+  report = write_report(out_dir, results)
+  from ctp_tf import demo_stats
   print()
-  print(summary_table(rows))
+  print(demo_stats.comparisons_table(results["comparisons"]))
   print()
-  print(verdict(rows))
+  print(verdict(results["comparisons"]))
   print(f"\n[demo] report: {report} (total {time.time() - t0:.0f} s)")
-  return rows
+  return results
 
 
 def _try(fn, *args):

@@ -7,55 +7,64 @@ module measures exactly that on the demo's test videos, next to two references o
 clips: the static guess (the frame-0 box kept for every frame) and the model's IoU on patches
 pasted by the synthesis (what it was trained on).
 
-The demo's object is white on a dark texture whose brightest colour channel stays at or below
-160 (`ctp_tf.data.demo_data.make_scene`), so its box in every frame is the bounding box of the
-pixels whose darkest channel exceeds `threshold`.
+The object's box in every frame comes from the demo data's `demo_meta.json` (its centre, half
+sizes and scale per frame, in stored pixels), mapped through the same resize and centre crop
+as the clip. Only the demo data has object boxes; on other datasets this stage is skipped.
 
 Example (after `python scripts/demo.py`):
 >>> import os
 >>> from ctp_tf import demo_tracking
 >>> from ctp_tf.downstream import export
 >>> model, cfg, _ = export.load_ctp_workdir("runs/demo/seed0/pretrain")
+>>> cache = os.path.expanduser("~/.cache/ctp_tf/demo")
 >>> clips, boxes = demo_tracking.object_clips(
-...     os.path.expanduser("~/.cache/ctp_tf/demo/shards"), clip_len=16, crop_size=64)
+...     f"{cache}/shards", f"{cache}/raw/demo_meta.json", clip_len=16, crop_size=64)
 >>> iou = demo_tracking.tracking_iou(model, clips, boxes, cfg.synthesis)["object_iou"]
 """
 
 import numpy as np
 
 
-def bright_boxes(clips, threshold=180):
-  """Boxes (x1, y1, x2, y2) of the pixels brighter than `threshold` in every channel.
+def meta_path_for(data_dir):
+  """The demo meta next to demo shards (`<cache>/raw/demo_meta.json`), or None."""
+  import os  # noqa: PLC0415
 
-  Args:
-    clips: uint8 `[V, T, H, W, 3]`.
-  Returns:
-    (boxes float32 `[V, T, 4]`, found bool `[V]`: the object is seen in every frame).
-  """
-  mask = clips.min(axis=-1) > threshold                        # [V, T, H, W]
-  rows, cols = mask.any(axis=-1), mask.any(axis=-2)            # [V, T, H], [V, T, W]
-  h, w = rows.shape[-1], cols.shape[-1]
-  y1 = rows.argmax(-1)
-  y2 = h - rows[..., ::-1].argmax(-1)
-  x1 = cols.argmax(-1)
-  x2 = w - cols[..., ::-1].argmax(-1)
-  boxes = np.stack([x1, y1, x2, y2], -1).astype(np.float32)
-  found = rows.any(-1).all(-1)
-  return boxes, found
+  from ctp_tf.data import demo_data  # noqa: PLC0415
+  path = os.path.join(os.path.dirname(os.path.abspath(data_dir)), "raw", demo_data.META_FILE)
+  return path if os.path.exists(path) else None
 
 
-def object_clips(data_dir, *, clip_len, crop_size, split="test", stride=1, threshold=180):
+def object_boxes(entry, indices, *, width, height, resize, crop_size):
+  """Boxes (x1, y1, x2, y2) `[T, 4]` of a meta entry's object at frame `indices`, in the
+  coordinates of the clip resized to `resize` = (w, h) and centre-cropped to `crop_size`."""
+  centres = np.asarray(entry["centres"], np.float64)[indices]
+  scale = np.asarray(entry["scale"], np.float64)[indices]
+  hx, hy = (float(v) for v in entry["half"])
+  sx, sy = resize[0] / width, resize[1] / height
+  ox, oy = (resize[0] - crop_size) // 2, (resize[1] - crop_size) // 2
+  x1 = (centres[:, 0] - hx * scale) * sx - ox
+  x2 = (centres[:, 0] + hx * scale) * sx - ox
+  y1 = (centres[:, 1] - hy * scale) * sy - oy
+  y2 = (centres[:, 1] + hy * scale) * sy - oy
+  return np.stack([x1, y1, x2, y2], -1).astype(np.float32)
+
+
+def object_clips(data_dir, meta_path, *, clip_len, crop_size, split="test", stride=1):
   """The first `clip_len` frames (at `stride`) of every video of `split`, short side resized to
-  `crop_size` and centre-cropped (`augment.decode_center`), with their object's box per frame.
+  `crop_size` and centre-cropped (`augment.decode_center`), with their object's box per frame
+  (from the demo meta at `meta_path`).
 
-  The resize is set from the first video's frame size (the demo's videos share one size).
-  Videos whose object leaves the crop in some frame are left out.
+  Videos whose object box leaves the crop in some frame are left out.
   Returns (clips uint8 `[V, T, S, S, 3]`, boxes float32 `[V, T, 4]`).
   """
-  import tensorflow as tf
+  import json  # noqa: PLC0415
 
-  from ctp_tf.data import augment, reader
+  import tensorflow as tf  # noqa: PLC0415
 
+  from ctp_tf.data import augment, reader  # noqa: PLC0415
+
+  with open(meta_path) as f:
+    meta = {v["path"]: v for v in json.load(f)["videos"]}
   videos = reader.read_videos(data_dir, split, shuffle=False, seed=0)
   h, w = (int(x) for x in tf.io.extract_jpeg_shape(next(iter(videos))["frames"][0])[:2])
   short = min(h, w)
@@ -63,11 +72,23 @@ def object_clips(data_dir, *, clip_len, crop_size, split="test", stride=1, thres
 
   def prepare(video):
     idx = tf.minimum(tf.range(clip_len) * stride, video["num_frames"] - 1)
-    return augment.decode_center(video["frames"], idx, resize=resize, crop_size=crop_size)
+    return (augment.decode_center(video["frames"], idx, resize=resize, crop_size=crop_size),
+            idx, video["media_id"])
 
-  clips = np.stack(list(videos.map(prepare).as_numpy_iterator()))
-  boxes, found = bright_boxes(clips, threshold)
-  return clips[found], boxes[found]
+  clips, boxes = [], []
+  for clip, idx, media_id in videos.map(prepare).as_numpy_iterator():
+    entry = meta.get("videos/" + media_id.decode())
+    if entry is None:
+      continue
+    b = object_boxes(entry, idx, width=w, height=h, resize=resize, crop_size=crop_size)
+    if b.min() < 0 or b.max() > crop_size:
+      continue
+    clips.append(clip)
+    boxes.append(b)
+  if not clips:
+    return (np.zeros((0, clip_len, crop_size, crop_size, 3), np.uint8),
+            np.zeros((0, clip_len, 4), np.float32))
+  return np.stack(clips), np.stack(boxes)
 
 
 def _mean_iou(pred, truth):

@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """The whole CtP protocol on the embedded demo data; report under runs/demo/.
 
-  python scripts/demo.py                      # one seed, ~15 min on 2 cores
-  python scripts/demo.py --seeds=0,1,2        # mean and spread over seeds
+  python scripts/demo.py                      # the default seeds, ~20 min on 2 cores
+  python scripts/demo.py --seeds=0,1,2,3,4,5  # more seeds: narrower intervals
+  python scripts/demo.py --data_dir=D         # the same protocol on your converted videos
   python scripts/demo.py --tiny --out_dir=/tmp/demo_tiny   # toy sizes, a minute or two
 
-Stages: demo data (made and converted on first use) -> CtP pretraining -> export ->
-retrieval (CtP vs random encoder) -> finetuning (scratch vs CtP) -> 10-clip evaluation ->
-report.md with a table and figures. Re-running continues after the last finished stage.
+Stages per seed: CtP pretraining -> export -> zero-shot object tracking (demo data only) ->
+retrieval and kNN probe (CtP vs random encoder) -> finetuning (scratch vs CtP, all labels and
+few labels) -> 5-clip evaluation. Then results.json with paired comparisons and report.md
+(that table first). Re-running continues after the last finished stage.
 """
 
 import os
@@ -20,20 +22,50 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 _OUT = flags.DEFINE_string("out_dir", "runs/demo", "Where runs, figures and report.md go.")
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds; each runs every stage.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"],
+                           "Seeds; each runs every stage; the comparisons pair them.")
 _TINY = flags.DEFINE_bool("tiny", False, "Toy sizes (the test suite's end-to-end check).")
 _DATA = flags.DEFINE_string("data_dir", None,
-                            "Converted demo shards; default: made and cached on first use.")
+                            "Converted shards with train and test splits (make_tfrecords.py "
+                            "output); default: the demo data, made and cached on first use.")
+_PRE = flags.DEFINE_string("pretrain_config", None,
+                           "Pretraining config file (default configs/demo.py).")
+_FT = flags.DEFINE_string("finetune_config", None,
+                          "Finetuning config file (default configs/finetune_demo.py).")
+_THREADS = flags.DEFINE_integer("intra_op_threads", None,
+                                "TensorFlow intra-op threads (default: "
+                                "$CTP_TF_INTRA_OP_THREADS, else TensorFlow's choice).")
+
+
+def _fail(message):
+  sys.stderr.write(f"error: {message}\n")
+  sys.exit(2)
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {argv[1:]}")
   from ctp_tf import demo
   try:
     seeds = [int(s) for s in _SEEDS.value]
   except ValueError:
-    raise app.UsageError(f"--seeds must be integers, got {_SEEDS.value}")
-  demo.run_demo(_OUT.value, seeds=seeds, tiny=_TINY.value, data_dir=_DATA.value)
+    _fail(f"--seeds must be integers, got {_SEEDS.value}")
+  if not seeds:
+    _fail("--seeds needs at least one seed")
+  for flag in (_PRE, _FT):
+    if flag.value and not os.path.isfile(flag.value):
+      _fail(f"--{flag.name}: {flag.value} is not a file")
+  if _DATA.value and not os.path.isfile(os.path.join(_DATA.value, "dataset.json")):
+    _fail(f"--data_dir: {_DATA.value} has no dataset.json (make it with "
+          "scripts/make_tfrecords.py)")
+  if _THREADS.value is not None and _THREADS.value < 1:
+    _fail("--intra_op_threads must be >= 1")
+  try:
+    demo.run_demo(_OUT.value, seeds=seeds, tiny=_TINY.value, data_dir=_DATA.value,
+                  pretrain_path=_PRE.value, finetune_path=_FT.value,
+                  intra_op_threads=_THREADS.value)
+  except demo.DemoInputError as e:
+    _fail(str(e))
 
 
 if __name__ == "__main__":

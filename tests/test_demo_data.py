@@ -223,3 +223,30 @@ def test_stale_cache_is_remade(tmp_path):
   shards = demo_assets.ensure_demo_data(cache, progress=False, workers=1, **small)
   assert _meta(os.path.join(cache, "raw"))["version"] == demo_data.VERSION
   assert os.path.exists(os.path.join(shards, "dataset.json"))
+
+
+def test_meta_boxes_match_the_rendered_object():
+  """The zero-shot tracking stage's boxes (`demo_tracking.object_boxes`, from demo_meta.json's
+  centres, half sizes and scales) cover the object as `render_video` draws it."""
+  from ctp_tf import demo_tracking
+  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+      "width", "height", "min_frames", "max_frames", "mp4_fraction")}
+  for label in (0, 4, 6):
+    spec = demo_data.video_spec(2, label, 1, **sizes)
+    main = spec["main"]
+    entry = {"centres": main["centres"].tolist(), "scale": main["scale"].tolist(),
+             "half": list(main["half"])}
+    w, h = spec["width"], spec["height"]
+    idx = np.arange(0, spec["frames"], 7)
+    # Identity resize, crop the central h x h square.
+    boxes = demo_tracking.object_boxes(entry, idx, width=w, height=h, resize=(w, h),
+                                       crop_size=h)
+    for i, t in enumerate(idx):
+      frame = np.zeros((h, w, 3), np.float32)
+      s = main["scale"][t]
+      demo_data._paste(frame, (255.0, 255.0, 255.0), *main["centres"][t],
+                       main["half"][0] * s, main["half"][1] * s, "rect")
+      ys, xs = np.nonzero(frame[..., 0] > 127)
+      ox = (w - h) // 2
+      drawn = [xs.min() - ox, ys.min(), xs.max() + 1 - ox, ys.max() + 1]
+      np.testing.assert_allclose(boxes[i], drawn, atol=1.6)   # ~1 px soft edge

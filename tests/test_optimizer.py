@@ -70,3 +70,19 @@ def test_optimizer_config_round_trip():
                        weight_decay=1e-3, clip_norm=5.0)
   again = optim.TorchSGD.from_config(opt.get_config())
   assert (again.momentum, again.torch_weight_decay, again.clip_norm) == (0.8, 1e-3, 5.0)
+
+
+def test_adam_option_keeps_the_schedule_and_clipping():
+  """`optimizer.name = "adam"` (the demo's pretraining) gives AdamW with the same step decay."""
+  import keras
+  from ctp_tf import defaults
+  from ctp_tf.training import optimizer as optimizer_lib
+  c = defaults.sgd_config(lr=0.004, weight_decay=1e-4, decay_epochs=(2,))
+  c.name = "adam"
+  opt = optimizer_lib.make_optimizer(c, steps_per_epoch=10, global_batch=8)
+  assert isinstance(opt, keras.optimizers.AdamW)
+  sched = opt._learning_rate   # noqa: SLF001
+  assert abs(float(sched(0)) - 0.001) < 1e-9 and abs(float(sched(20)) - 0.0001) < 1e-9
+  assert opt.global_clipnorm == c.clip_norm
+  c.name = "sgd"
+  assert not isinstance(optimizer_lib.make_optimizer(c, 10, 8), keras.optimizers.AdamW)

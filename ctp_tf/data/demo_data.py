@@ -1,26 +1,30 @@
 """The embedded demo set: short real video files whose class is decided only by motion.
 
-Each video shows one white object on a static background of fine random texture (2 px blocks,
-each one of two dark colours drawn per video). The class is how the object moves (left, right,
-up, down, grow, shrink, circle clockwise or counter-clockwise); colours, shapes, sizes, start
-positions and speeds are drawn at random for every video from the same distributions for every
-class. So nothing that a single frame shows tells the class apart: a model must follow the
-object over time, which is what a tracking pretext task such as CtP should teach.
+Each video (version 4) looks like a small piece of video: a textured scene (a crop of one of
+the photographs matplotlib ships, `grace_hopper.jpg` or the `topobathy.npz` terrain, or
+multi-octave colour noise) seen by a camera that pans slowly in a random direction, one or two
+small textured distractors that sit on the scene and drift, and one main object with a texture
+of its own and an outline. The class is how the main object moves in the frame (left, right,
+up, down, grow, shrink, circle clockwise or counter-clockwise); scenes, textures, shapes,
+sizes, start positions, speeds and pans are drawn at random for every video from the same
+distributions for every class. So nothing that a single frame shows tells the class apart: a
+model must follow the object over time, which is what a tracking pretext task such as CtP
+should teach.
 
-Why this background. CtP cuts each patch from the clip itself, so a pasted patch looks like the
-video and shows only where it moves. Over fine texture every pixel of a moving patch changes
-from frame to frame; over smooth or repeating regions it does not. On the earlier versions of
-this set (one texture per video; then a mosaic of textured regions whose detail the 64 px
-clips blur away) the demo model never beat the static guess; on this texture it does within
-the demo budget (with configs/demo.py's hard-edged patches: 3 of 3 seeds, README). The object
-is bright on a dark background so that a classifier trained from scratch can find it (on
-full-contrast texture, or with textured objects and distractors, scratch stayed at chance in
-the demo budget).
+Why every surface carries a fine grain (`make_texture`). CtP cuts each patch from the clip
+itself, so a pasted patch looks like the video and shows only where its texture moves. With
+photographs and noise carrying a weaker grain the demo pretraining stayed on the static guess
+for 144-192 steps (camera pans move in whole pixels: a bilinear sub-pixel shift would blur the
+grain differently in every frame, as if something moved everywhere); with the grain of
+version 3 (2 px squares, ~100 grey levels) under the photograph's light and colour, and pans
+in whole pixels, it leaves it within ~150 steps (README). Because the objects are textured
+like the scene, following a pasted patch is the same skill as following the object.
 
 Files are real encoded video (H.264 MP4 via libx264 and MJPEG AVI, mixed) in the UCF-101 layout
 (`videos/<Class>/v_<Class>_gXX_cYY.{mp4,avi}`, `classInd.txt`, `trainlist01.txt`,
 `testlist01.txt`), so the demo goes through the same conversion path as real data.
-`demo_meta.json` records every video's main-object trajectory (centres and sizes per frame).
+`demo_meta.json` records every video's main-object trajectory (centres and scales per frame,
+half sizes): the boxes of the demo's zero-shot tracking stage.
 
 Example:
   from ctp_tf.data import demo_data
@@ -41,27 +45,123 @@ import numpy as np
 CLASSES = ("MoveRight", "MoveLeft", "MoveUp", "MoveDown", "Grow", "Shrink", "CircleClockwise",
            "CircleCounterClockwise")
 META_FILE = "demo_meta.json"
-VERSION = 3                  # bump when the rendered videos change: caches are remade
+VERSION = 4                  # bump when the rendered videos change: caches are remade
 CLIPS_PER_GROUP = 4          # UCF-101 style: videos of a group share the split
 
 
 def _defaults():
-  return dict(train_per_class=24, test_per_class=8, width=96, height=72, min_frames=40,
+  return dict(train_per_class=24, test_per_class=16, width=96, height=72, min_frames=40,
               max_frames=64, fps=25, mp4_fraction=0.5)
 
 
-# ----------------------------------------------------------------------------------- background
+# ----------------------------------------------------------------------------------- textures
 
-def make_scene(rng, height, width, block=2):
-  """A static background: `block`-px squares, each at random one of two dark colours.
+def _upsample(grid, height, width):
+  """Bilinear upsampling of `grid` [h, w, C] to [height, width, C] (numpy only)."""
+  gh, gw = grid.shape[:2]
+  ys = np.linspace(0, gh - 1, height)
+  xs = np.linspace(0, gw - 1, width)
+  y0 = np.floor(ys).astype(int)
+  x0 = np.floor(xs).astype(int)
+  y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
+  fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+  top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x1] * fx
+  bottom = grid[y1][:, x0] * (1 - fx) + grid[y1][:, x1] * fx
+  return top * (1 - fy) + bottom * fy
 
-  The two colours are drawn per video (each channel of one in [0, 60], of the other in
-  [100, 160]): texture at every point, at a scale the 64 px training clips still resolve.
+
+def noise_texture(rng, height, width, *, octaves=6, base_cells=3, persistence=0.8):
+  """Multi-octave value noise in colour: float32 [height, width, 3] in [0, 255].
+
+  Octave k is a random grid of base_cells * 2^k cells bilinearly upsampled, weighted by
+  persistence^k: blobs at several scales with detail down to a few pixels, like the mix of
+  surfaces in a video frame. Colours: a random palette mixes a luminance and two chroma noises.
   """
+  total = np.zeros((height, width, 3), np.float64)
+  weight = 0.0
+  for k in range(octaves):
+    cells = base_cells * 2 ** k
+    grid = rng.uniform(-1, 1, size=(max(2, cells * height // max(height, width)) + 1,
+                                    cells + 1, 3))
+    w = persistence ** k
+    total += w * _upsample(grid, height, width)
+    weight += w
+  total /= weight
+  lum = total[..., :1]
+  mix = rng.uniform(0.2, 0.6, size=(1, 1, 3))
+  noise = lum * (1 - mix) + total * mix           # mostly luminance, some colour
+  noise = (noise - noise.mean()) / (noise.std() + 1e-6)
+  base = rng.uniform(70, 185, size=3)
+  contrast = rng.uniform(35, 60)
+  return np.clip(base + contrast * noise, 0, 255).astype(np.float32)
+
+
+_PHOTOS = {}
+
+
+def _photo(name):
+  """A photograph shipped with matplotlib, float32 [H, W, 3] (cached per process)."""
+  if name not in _PHOTOS:
+    import matplotlib  # noqa: PLC0415
+    base = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data")
+    if name == "grace_hopper":
+      from PIL import Image  # noqa: PLC0415
+      img = np.asarray(Image.open(os.path.join(base, "grace_hopper.jpg")).convert("RGB"),
+                       np.float32)
+    else:  # topobathy: an elevation map, coloured and hill-shaded like an aerial photograph
+      with np.load(os.path.join(base, "topobathy.npz")) as z:
+        elev = z["topo"].astype(np.float64)
+      gy, gx = np.gradient(elev)
+      shade = np.clip(0.6 + 0.02 * (gx - gy), 0.2, 1.2)[..., None]
+      norm = (elev - elev.min()) / (np.ptp(elev) + 1e-6)
+      img = (matplotlib.colormaps["gist_earth"](norm)[..., :3] * 255 * shade).clip(0, 255)
+      img = img.astype(np.float32)
+    _PHOTOS[name] = img
+  return _PHOTOS[name]
+
+
+def photo_texture(rng, height, width):
+  """A random crop of a packaged photograph, rescaled to [height, width, 3]."""
+  img = _photo(str(rng.choice(["grace_hopper", "topobathy"])))
+  ih, iw = img.shape[:2]
+  zoom = rng.uniform(0.35, 0.8)    # the crop's share of the photo's short side
+  ch = max(8, int(min(ih, iw) * zoom * height / max(height, width)))
+  cw = max(8, int(ch * width / height))
+  cw, ch = min(cw, iw), min(ch, ih)
+  y = int(rng.integers(0, ih - ch + 1))
+  x = int(rng.integers(0, iw - cw + 1))
+  crop = img[y:y + ch, x:x + cw].astype(np.float64)
+  out = _upsample(crop, height, width)
+  if rng.random() < 0.5:
+    out = out[:, ::-1]
+  return out.astype(np.float32)
+
+
+def surface_grain(rng, height, width, block=2):
+  """Fine surface texture [height, width, 1] in {0, 1}: `block`-px squares at random."""
   t = rng.integers(0, 2, size=(height // block + 1, width // block + 1, 1)).astype(np.float32)
-  t = np.repeat(np.repeat(t, block, 0), block, 1)[:height, :width]
-  dark, light = rng.uniform(0, 60, size=3), rng.uniform(100, 160, size=3)
-  return dark * (1 - t) + light * t
+  return np.repeat(np.repeat(t, block, 0), block, 1)[:height, :width]
+
+
+def make_texture(rng, height, width, photo_prob=0.4, shade=(0.3, 0.45), grain=(95, 125)):
+  """A textured surface [height, width, 3] float32: a photograph crop or procedural noise,
+  darkened to `shade` of its brightness, plus `grain` grey levels on a random half of 2 px
+  squares.
+
+  The fine, full-contrast grain is what makes motion visible at every point, as texture does
+  on real surfaces at video resolution: CtP's patches are cut from the clip itself and show
+  only where their texture moves. Measured with the demo pretraining (Adam, one seed): on
+  photographs and noise with weaker grain (+-40-60 grey levels added at full brightness) the
+  IoU stayed on the static guess for 144-192 steps; on the two-colour texture of version 3 it
+  left it by step ~120. This keeps that texture's contrast and lays the photograph's light and colour under it.
+  """
+  if rng.random() < photo_prob:
+    tex = photo_texture(rng, height, width)
+  else:
+    tex = noise_texture(rng, height, width)
+  tex = tex * rng.uniform(*shade) + rng.uniform(*grain, size=3) * surface_grain(rng, height,
+                                                                                 width)
+  return np.clip(tex, 0, 255).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------- trajectories
@@ -75,7 +175,7 @@ def _main_trajectory(rng, cls, t, width, height):
   short = min(width, height)
   steps = np.arange(t, dtype=np.float64)
   margin = 2.0
-  r = rng.uniform(0.07, 0.1) * short
+  r = rng.uniform(0.09, 0.13) * short
   if cls in ("Grow", "Shrink"):
     ratio = rng.uniform(1.8, 2.6)
     scale = np.exp(np.linspace(-0.5, 0.5, t) * math.log(ratio))
@@ -126,8 +226,28 @@ def video_spec(seed, class_index, video_index, *, width, height, min_frames, max
   aspect = rng.uniform(0.7, 1.4)
   main = {"centres": centres, "scale": scale,
           "half": (r * math.sqrt(aspect), r / math.sqrt(aspect)),
-          "shape": rng.choice(["rect", "ellipse", "diamond"])}
+          "shape": str(rng.choice(["rect", "ellipse", "diamond"])),
+          "tex_seed": int(rng.integers(1 << 31)), "rim": float(rng.choice([20.0, 235.0]))}
+  # Camera pan: the background (and the distractors on it) slides by up to ~0.3 px per frame
+  # in a random direction; the main object's trajectory is in frame coordinates, so its class
+  # is what the viewer sees, whatever the camera does.
+  short = min(width, height)
+  pan_speed = rng.uniform(0.0, 0.15)
+  pan_angle = rng.uniform(0, 2 * math.pi)
+  pan = pan_speed * np.stack([np.cos(pan_angle), np.sin(pan_angle)]) * np.arange(t)[:, None]
+  margin = int(math.ceil(0.15 * t)) + 2
+  distractors = []
+  for _ in range(int(rng.integers(1, 3))):
+    dr = rng.uniform(0.04, 0.07) * short
+    drift = rng.uniform(-0.15, 0.15, size=2)
+    start = np.array([rng.uniform(margin + dr, width + margin - dr),
+                      rng.uniform(margin + dr, height + margin - dr)])
+    distractors.append({"world": start + drift * np.arange(t)[:, None],
+                        "half": (dr * rng.uniform(0.8, 1.25), dr * rng.uniform(0.8, 1.25)),
+                        "shape": str(rng.choice(["rect", "ellipse", "diamond"])),
+                        "tex_seed": int(rng.integers(1 << 31))})
   return {"class": cls, "frames": t, "main": main, "bg_seed": rng.integers(1 << 31),
+          "camera": pan + margin, "margin": margin, "distractors": distractors,
           "format": "mp4" if rng.random() < mp4_fraction else "avi", "width": width,
           "height": height}
 
@@ -156,8 +276,12 @@ def classify_trajectory(centres, scale):
 
 # ------------------------------------------------------------------------------------ rendering
 
-def _paste(frame, colour, cx, cy, hx, hy, shape):
-  """Alpha-blends a `colour` shape centred at (cx, cy) with half sizes (hx, hy) into frame."""
+def _paste(frame, texture, cx, cy, hx, hy, shape, rim=None):
+  """Alpha-blends a shape centred at (cx, cy) with half sizes (hx, hy) into frame.
+
+  `texture` is a colour (3,) or an image [th, tw, 3] attached to the object (stretched over its
+  box, so it moves and scales with it). `rim`: grey level of a ~1.5 px outline, or None.
+  """
   h, w = frame.shape[:2]
   x0, x1 = max(0, int(math.floor(cx - hx - 1))), min(w, int(math.ceil(cx + hx + 1)))
   y0, y1 = max(0, int(math.floor(cy - hy - 1))), min(h, int(math.ceil(cy + hy + 1)))
@@ -173,23 +297,62 @@ def _paste(frame, colour, cx, cy, hx, hy, shape):
   else:
     d = np.abs(uu) + np.abs(vv)
   # About one pixel of soft edge: sub-pixel moves show at the boundary instead of jumping.
-  alpha = np.clip((1.0 - d) * min(hx, hy), 0.0, 1.0)[..., None]
+  size = min(hx, hy)
+  alpha = np.clip((1.0 - d) * size, 0.0, 1.0)[..., None]
+  texture = np.asarray(texture, np.float32)
+  if texture.ndim == 1:
+    colour = texture
+  else:
+    th, tw = texture.shape[:2]
+    tx = np.clip((uu + 1) * 0.5 * (tw - 1), 0, tw - 1)
+    ty = np.clip((vv + 1) * 0.5 * (th - 1), 0, th - 1)
+    ix, iy = np.floor(tx).astype(int), np.floor(ty).astype(int)
+    jx, jy = np.minimum(ix + 1, tw - 1), np.minimum(iy + 1, th - 1)
+    fx, fy = (tx - ix)[..., None], (ty - iy)[..., None]
+    colour = ((texture[iy, ix] * (1 - fx) + texture[iy, jx] * fx) * (1 - fy)
+              + (texture[jy, ix] * (1 - fx) + texture[jy, jx] * fx) * fy)
+  if rim is not None:
+    ring = np.clip(1.0 - np.abs((1.0 - d) * size - 0.75) / 1.0, 0.0, 1.0)[..., None] * 0.8
+    colour = colour * (1 - ring) + rim * ring
   region = frame[y0:y1, x0:x1]
-  frame[y0:y1, x0:x1] = region * (1 - alpha) + np.asarray(colour, np.float32) * alpha
+  frame[y0:y1, x0:x1] = region * (1 - alpha) + colour * alpha
+
+
+def _shift_crop(canvas, x, y, h, w):
+  """canvas[y:y+h, x:x+w] at fractional (x, y), bilinear."""
+  ix, iy = int(math.floor(x)), int(math.floor(y))
+  fx, fy = x - ix, y - iy
+  c = canvas[iy:iy + h + 1, ix:ix + w + 1]
+  row = c[:, :w] * (1 - fx) + c[:, 1:w + 1] * fx
+  return row[:h] * (1 - fy) + row[1:h + 1] * fy
 
 
 def render_video(spec):
   """uint8 [T, H, W, 3] frames of a `video_spec`."""
   h, w, t = spec["height"], spec["width"], spec["frames"]
-  background = make_scene(np.random.default_rng(int(spec["bg_seed"])), h, w)
+  m = spec["margin"]
+  canvas = make_texture(np.random.default_rng(int(spec["bg_seed"])), h + 2 * m + 2,
+                        w + 2 * m + 2)
   obj = spec["main"]
+  # The main object is lighter than the scene (as the white object of version 3 was), with a
+  # texture of its own: findable by a classifier trained from scratch, trackable by its texture.
+  obj_tex = make_texture(np.random.default_rng(obj["tex_seed"]), 48, 48, shade=(0.75, 0.95),
+                         grain=(40, 60))
+  dis_tex = [make_texture(np.random.default_rng(d["tex_seed"]), 24, 24)
+             for d in spec["distractors"]]
   frames = np.empty((t, h, w, 3), np.uint8)
   for i in range(t):
-    frame = background.copy()
+    # Whole-pixel camera steps: a sub-pixel (bilinear) shift would blur the 2 px grain by a
+    # different amount in every frame, so every pixel would change as if something moved there.
+    cam_x, cam_y = np.round(spec["camera"][i])
+    frame = _shift_crop(canvas, cam_x, cam_y, h, w).astype(np.float32)
+    for d, tex in zip(spec["distractors"], dis_tex):
+      dx, dy = d["world"][i]
+      _paste(frame, tex, dx - cam_x, dy - cam_y, d["half"][0], d["half"][1], d["shape"])
     s = obj["scale"][i]
     cx, cy = obj["centres"][i]
-    _paste(frame, (255.0, 255.0, 255.0), cx, cy, obj["half"][0] * s, obj["half"][1] * s,
-           obj["shape"])
+    _paste(frame, obj_tex, cx, cy, obj["half"][0] * s, obj["half"][1] * s, obj["shape"],
+           rim=obj["rim"])
     frames[i] = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
   return frames
 
@@ -276,7 +439,8 @@ def make_demo_data(out_dir, *, seed=0, progress=True, **sizes):
   if old not in (None, VERSION):
     raise ValueError(f"{out_dir} holds demo data version {old}, this is version {VERSION}; "
                      "delete it or choose another directory")
-  meta = {"version": VERSION, "seed": int(seed), "config": cfg, "classes": list(CLASSES), "videos": []}
+  meta = {"version": VERSION, "seed": int(seed), "config": cfg, "classes": list(CLASSES),
+          "videos": []}
   train_lines, test_lines = [], []
   written = frames_total = 0
   total = len(CLASSES) * (cfg["train_per_class"] + cfg["test_per_class"])
@@ -301,7 +465,8 @@ def make_demo_data(out_dir, *, seed=0, progress=True, **sizes):
           "path": f"videos/{rel}", "class": cls, "label": c, "split": split,
           "frames": spec["frames"], "format": spec["format"],
           "centres": np.round(spec["main"]["centres"], 2).tolist(),
-          "scale": np.round(spec["main"]["scale"], 4).tolist()})
+          "scale": np.round(spec["main"]["scale"], 4).tolist(),
+          "half": [round(float(x), 3) for x in spec["main"]["half"]]})
       done = len(meta["videos"])
       # In place on a terminal; in logs only every tenth of the way.
       if progress and (sys.stderr.isatty() or done == total or done % max(1, total // 10) == 0):

@@ -145,9 +145,17 @@ def scaled_learning_rate(opt_config, global_batch):
 
 
 def make_optimizer(opt_config, steps_per_epoch, global_batch):
-  """TorchSGD with the step schedule of `opt_config` (`ctp_tf.defaults.sgd_config()`)."""
+  """TorchSGD with the step schedule of `opt_config` (`ctp_tf.defaults.sgd_config()`).
+
+  `opt_config.name = "adam"` (optional; default "sgd") gives Adam with the same schedule,
+  global-norm clipping and decoupled weight decay instead (short demo budgets: SGD's start at
+  the CtP head's saddle takes hundreds of steps to leave).
+  """
   lr = scaled_learning_rate(opt_config, global_batch)
   boundaries = [int(e) * int(steps_per_epoch) for e in opt_config.decay_epochs]
   schedule = StepDecay(lr, boundaries, opt_config.decay_factor)
+  if opt_config.get("name", "sgd") == "adam":
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=opt_config.weight_decay,
+                                  global_clipnorm=opt_config.clip_norm)
   return TorchSGD(learning_rate=schedule, momentum=opt_config.momentum,
                   weight_decay=opt_config.weight_decay, clip_norm=opt_config.clip_norm)
