@@ -254,7 +254,7 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
   from ctp_tf.downstream import evaluate
   from ctp_tf.training import callbacks as callbacks_lib
   from ctp_tf.training import optimizer as optimizer_lib
-  from ctp_tf.training import pretrain
+  from ctp_tf.training import fit_loop
   from ctp_tf.training import strategy as strategy_lib
 
   epochs = int(config.train.epochs)
@@ -267,12 +267,10 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
 
   multi_worker = strategy_lib.is_multi_worker(strat)
   chief = strategy_lib.is_chief(strat)
-  global_batch = (int(config.train.get("global_batch_size", 0))
-                  or int(config.train.batch_size) * strat.num_replicas_in_sync)
-  if global_batch % strat.num_replicas_in_sync:
-    raise ValueError(f"train.global_batch_size={global_batch} does not divide by the "
-                     f"{strat.num_replicas_in_sync} replicas.")
-  steps = int(config.train.steps_per_epoch) or max(1, num_videos // global_batch)
+  # More batch than videos still trains one step per epoch (pretraining refuses it).
+  plan = fit_loop.plan_batches(config.train, strat.num_replicas_in_sync, num_videos,
+                               at_least_one_step=True)
+  global_batch, steps = plan.global_batch, plan.steps_per_epoch
   keras.utils.set_random_seed(int(config.train.seed))
 
   with strat.scope():
@@ -286,8 +284,6 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
         jit_compile=bool(config.train.jit_compile),
         steps_per_execution=int(config.train.steps_per_execution))
 
-  if multi_worker:
-    callbacks_lib.patch_for_multi_worker(model)
   if chief:
     _write_json_atomic(os.path.join(workdir, CONFIG), {
         "config": config.to_dict(), "num_classes": len(classes), "classes": classes,
@@ -295,78 +291,32 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
         "export_config": export_cfg, "data_dir": os.path.abspath(data_dir),
         "global_batch": global_batch, "steps_per_epoch": steps,
         "strategy": type(strat).__name__, "replicas": strat.num_replicas_in_sync})
-
-  # Resume exactly as pretraining does: the newest complete backup (weights, optimizer moments,
-  # step counter) of this workdir, then the rest of the interrupted epoch, then whole epochs.
-  backup_dir = os.path.join(workdir, "backup")
-  if chief:
-    callbacks_lib.remove_stale_temporaries([backup_dir, os.path.join(workdir, "checkpoints"),
-                                            workdir])
   model.optimizer.build(model.trainable_variables)
-  fingerprint = callbacks_lib.state_fingerprint(model, config_fp)
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  try:
-    resumed = callbacks_lib.restore_latest(model, backup_dir, ckpt_dir, fingerprint=fingerprint,
-                                           set_aside_bad=chief)
-  except callbacks_lib.StateMismatchError as e:
-    raise WorkdirError(f"--workdir={workdir}: {e}. Start afresh with a new --workdir, or pass "
-                       "--overwrite to clear this one.") from None
-  start = callbacks_lib.global_step(model)
-  if resumed:
-    print(f"{workdir}: resuming at step {start} of {epochs * steps} ({resumed['path']}).",
-          flush=True)
 
-  def train_stream(start_step):
-    # The seed depends on the step training (re)starts at (pretrain.stream_seed): a resumed
-    # run draws new clips instead of replaying the first epoch's. One input pipeline per
-    # worker, each reading its own share of the shards, as in pretraining.
-    def fn(ctx):
-      return finetune_input.finetune_dataset(
-          data_dir, config.data, split=train_split,
-          batch_size=ctx.get_per_replica_batch_size(global_batch),
-          seed=pretrain.stream_seed(config.train.seed, start_step, ctx.input_pipeline_id),
-          num_input_pipelines=ctx.num_input_pipelines, input_pipeline_id=ctx.input_pipeline_id,
-          repeat=True)
-    return strat.distribute_datasets_from_function(fn)
+  # The resumable fit shared with pretraining (training/fit_loop.py): the newest complete
+  # backup (weights, optimizer moments, step counter) of this workdir, then the rest of the
+  # interrupted epoch, then whole epochs; one input pipeline per worker, each reading its own
+  # share of the shards; the stream's seed depends on the step training (re)starts at.
+  def stream(batch_size, seed, num_input_pipelines, input_pipeline_id):
+    return finetune_input.finetune_dataset(
+        data_dir, config.data, split=train_split, batch_size=batch_size, seed=seed,
+        num_input_pipelines=num_input_pipelines, input_pipeline_id=input_pipeline_id,
+        repeat=True)
 
-  every = int(config.train.get("eval_every_epochs", 10))
-  nan_guard = callbacks_lib.NanGuard(max_loss=config.train.get("max_loss", None))
-  callbacks = [
-      nan_guard,
-      TenClipValidation(lambda: evaluate.eval_dataset_for(config, data_dir), every=every,
-                        epochs=epochs),
-      callbacks_lib.StepLogs(),
-      callbacks_lib.StepBackup(backup_dir, int(config.train.get("backup_every_steps", 0)),
-                               steps, nan_guard=nan_guard, is_chief=chief,
-                               fingerprint=fingerprint),
-      callbacks_lib.Checkpoints(ckpt_dir, int(config.train.get("checkpoint_every_epochs", 1)),
-                                int(config.train.get("keep_checkpoints", 3)),
-                                nan_guard=nan_guard, is_chief=chief, fingerprint=fingerprint),
-  ]
-  if chief:
-    callbacks += [
-        HistoryJson(os.path.join(workdir, HISTORY)),
-        callbacks_lib.CSVLog(os.path.join(workdir, "log.csv")),
-        callbacks_lib.ScalarSummaries(os.path.join(workdir, "tb"),
-                                      int(config.train.get("log_every_steps", 10))),
-    ]
+  def on_resume(start, total, resumed):
+    print(f"{workdir}: resuming at step {start} of {total} ({resumed['path']}).", flush=True)
+
   verbose = int(config.train.get("verbose", 1)) if verbose == "auto" else verbose
-  verbose = verbose if chief else 0
-  total_steps = epochs * steps
-  step = start
-  while step < total_steps and not model.stop_training:
-    epoch, in_epoch = divmod(step, steps)
-    with reader.naming_bad_shards(data_dir, train_split, config.data.test_split):
-      model.fit(train_stream(step), epochs=epoch + 1 if in_epoch else epochs,
-                initial_epoch=epoch, steps_per_epoch=steps - in_epoch if in_epoch else steps,
-                callbacks=callbacks, verbose=verbose)
-    new_step = callbacks_lib.global_step(model)
-    if new_step == step or nan_guard.tripped:
-      break
-    step = new_step
-  if nan_guard.tripped:
-    if chief:   # backups after the last good loss carry the divergence: not resumed from
-      callbacks_lib.set_aside_after(nan_guard.last_good_step, backup_dir, ckpt_dir)
+  result = fit_loop.run(
+      model, strat, workdir=workdir, config_fp=config_fp, train=config.train, plan=plan,
+      dataset_fn=stream, chief=chief, multi_worker=multi_worker, verbose=verbose,
+      naming=reader.naming_bad_shards(data_dir, train_split, config.data.test_split),
+      before_logging=[TenClipValidation(lambda: evaluate.eval_dataset_for(config, data_dir),
+                                        every=int(config.train.get("eval_every_epochs", 10)),
+                                        epochs=epochs)],
+      chief_logging=[HistoryJson(os.path.join(workdir, HISTORY))], on_resume=on_resume)
+  nan_guard = result.nan_guard
+  if nan_guard.tripped:   # fit_loop set aside the backups written after the last good loss
     what = (f"loss above train.max_loss={nan_guard.max_loss:g}"
             if nan_guard.reason == "diverged" else "non-finite loss")
     raise TrainingDiverged(

@@ -30,9 +30,10 @@ import time
 import numpy as np
 from absl import logging
 
-from ctp_tf.errors import UserError, WorkdirError
+from ctp_tf.errors import UserError
 from ctp_tf.training import callbacks as cbs
 from ctp_tf.training import config_utils
+from ctp_tf.training import fit_loop
 from ctp_tf.training import optimizer as optim
 from ctp_tf.training import strategy as strat
 from ctp_tf.training import workdir as workdir_lib
@@ -42,12 +43,6 @@ MIXED_PRECISION = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 class PretrainError(UserError, ValueError):
   """Bad input found before the model is built (data dir, batch, config)."""
-
-
-def stream_seed(seed, start_step, pipeline_id=0):
-  """Dataset seed for a stream (re)started at `start_step` on input pipeline `pipeline_id`."""
-  return int((int(seed) * 1_000_003 + int(start_step) * 7_919 + int(pipeline_id) * 104_729)
-             % (2**31 - 1))
 
 
 def _count_videos(data_dir, split):
@@ -83,34 +78,8 @@ def _count_videos(data_dir, split):
 
 def plan_batches(config, num_replicas, num_videos):
   """Returns (per_replica_batch, global_batch, steps_per_epoch) or raises PretrainError."""
-  t = config.train
-  if t.get("global_batch_size", 0):
-    gb = int(t.global_batch_size)
-    if gb <= 0 or gb % num_replicas:
-      raise PretrainError(
-          f"train.global_batch_size={gb} does not divide over the {num_replicas} replicas; use a "
-          f"multiple of {num_replicas} (or set train.batch_size per replica).")
-    per_replica = gb // num_replicas
-  else:
-    per_replica = int(t.batch_size)
-    if per_replica <= 0:
-      raise PretrainError(f"train.batch_size={t.batch_size} must be a positive per-replica batch.")
-  global_batch = per_replica * num_replicas
-  if t.steps_per_epoch:
-    steps = int(t.steps_per_epoch)
-  else:
-    steps = num_videos // global_batch
-    if steps == 0:
-      raise PretrainError(
-          f"The global batch {global_batch} (= {per_replica} per replica x {num_replicas} "
-          f"replicas) is larger than the {num_videos} training videos; lower train.batch_size "
-          "or set train.steps_per_epoch.")
-  if int(t.epochs) <= 0:
-    raise PretrainError(f"train.epochs={t.epochs} must be positive.")
-  spe = int(t.get("steps_per_execution", 1) or 1)
-  if spe < 1:
-    raise PretrainError(f"train.steps_per_execution={spe} must be >= 1.")
-  return per_replica, global_batch, steps
+  plan = fit_loop.plan_batches(config.train, num_replicas, num_videos, error=PretrainError)
+  return plan.per_replica, plan.global_batch, plan.steps_per_epoch
 
 
 def _mixed_precision_policy(setting, strategy):
@@ -198,16 +167,6 @@ def _sample_batch(dataset_fn, data_dir, config, seed):
   return finish_batch(next(iter(ds)))   # accelerator placement: finished on the host
 
 
-def _restore(model, paths, fingerprint, chief, workdir):
-  """Newest readable backup or checkpoint (weights, optimizer, step together) or None."""
-  try:
-    return cbs.restore_latest(model, paths["backup"], paths["checkpoints"],
-                              fingerprint=fingerprint, set_aside_bad=chief)
-  except cbs.StateMismatchError as e:
-    raise WorkdirError(f"--workdir={workdir}: {e}. Start afresh with a new --workdir, or pass "
-                       "--overwrite to clear this one.") from None
-
-
 def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None,
           dataset_fn=None, callbacks=(), overwrite=False):
   """Pretrains CtP with `model.fit`; returns the final metrics dict (also metrics.json).
@@ -266,9 +225,7 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   clip_len, crop = int(config.data.clip_len), int(config.data.crop_size)
   clip_shape = (clip_len, crop, crop)
   num_boxes = int(config.synthesis.num_trajectories)
-  paths = {k: os.path.join(workdir, v) for k, v in {
-      "backup": "backup", "checkpoints": "checkpoints", "tb": "tb", "csv": "log.csv",
-      "config": "config.json", "metrics": "metrics.json", "export": "export"}.items()}
+  paths = fit_loop.workdir_paths(workdir)
   # The lock, kind and model fingerprint of the workdir (refused at once when they do not fit).
   config_fp = workdir_lib.fingerprint(workdir_lib.pretrain_fields(config))
   stack = contextlib.ExitStack()
@@ -285,12 +242,11 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   previous_policy = keras.config.dtype_policy()
   try:
     if chief:
-      cbs.remove_stale_temporaries([paths["backup"], paths["checkpoints"], workdir])
       cbs.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
     logging.info("Pretraining: %s", json.dumps(run_info))
     if policy:
       keras.config.set_dtype_policy(policy)
-    # -- Model, optimizer, restore. --
+    # -- Model, optimizer. --
     # Same seed, same initial weights (and identical on every worker and replica).
     keras.utils.set_random_seed(int(config.train.seed))
     with s.scope():
@@ -300,82 +256,44 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       model.compile(optimizer=opt, jit_compile=bool(config.train.jit_compile),
                     steps_per_execution=int(config.train.steps_per_execution or 1))
       model.optimizer.build(model.trainable_variables)
-    if multi_worker:
-      cbs.patch_for_multi_worker(model)
-    fingerprint = cbs.state_fingerprint(model, config_fp)
-    resumed = _restore(model, paths, fingerprint, chief, workdir)
-    start = cbs.global_step(model)
-    if resumed:
-      logging.info("Resuming at step %d of %d (epoch %d).", start, total_steps,
+
+    # -- Restore, callbacks, the resumable fit (training/fit_loop.py). --
+    def stream(batch_size, seed, num_input_pipelines, input_pipeline_id):
+      return dataset_fn(data_dir, config, batch_size=batch_size, seed=seed,
+                        num_input_pipelines=num_input_pipelines,
+                        input_pipeline_id=input_pipeline_id)
+
+    def on_resume(start, total, _):
+      logging.info("Resuming at step %d of %d (epoch %d).", start, total,
                    start // steps_per_epoch)
 
-    def distributed(start_step):
-      def fn(ctx):
-        return dataset_fn(
-            data_dir, config, batch_size=ctx.get_per_replica_batch_size(global_batch),
-            seed=stream_seed(config.train.seed, start_step, ctx.input_pipeline_id),
-            num_input_pipelines=ctx.num_input_pipelines, input_pipeline_id=ctx.input_pipeline_id)
-      return s.distribute_datasets_from_function(fn)
-
-    nan_guard = cbs.NanGuard(max_loss=config.train.get("max_loss", None))
-    backup = cbs.StepBackup(paths["backup"], config.train.backup_every_steps, steps_per_epoch,
-                            nan_guard=nan_guard, is_chief=chief, fingerprint=fingerprint)
-    ckpts = cbs.Checkpoints(paths["checkpoints"], config.train.checkpoint_every_epochs,
-                            config.train.keep_checkpoints, nan_guard=nan_guard, is_chief=chief,
-                            fingerprint=fingerprint)
-    extra_callbacks = list(callbacks)
-    callbacks = [nan_guard, cbs.StepLogs(), backup, ckpts]
-    if chief:
-      callbacks += [cbs.CSVLog(paths["csv"]),
-                    cbs.ScalarSummaries(paths["tb"], config.train.log_every_steps)]
-      if config.train.log_images and hasattr(model, "decode") and not multi_worker:
-        callbacks.append(cbs.BoxImages(
-            paths["tb"], _sample_batch(dataset_fn, data_dir, config, int(config.train.seed)),
-            config.train.image_every_epochs))
-    callbacks += extra_callbacks
-    verbose = int(config.train.get("verbose", 1)) if chief else 0
-
-    last_logs = {}
-    if start >= total_steps and os.path.exists(paths["metrics"]):
-      # Re-running a finished command: nothing to train; keep the metrics it ended with.
-      with open(paths["metrics"]) as f:
-        last_logs = {k: v for k, v in json.load(f).items() if isinstance(v, float)}
-    step = start
+    chief_logging = []
+    if chief and config.train.log_images and hasattr(model, "decode") and not multi_worker:
+      chief_logging.append(cbs.BoxImages(
+          paths["tb"], _sample_batch(dataset_fn, data_dir, config, int(config.train.seed)),
+          config.train.image_every_epochs))
     # A damaged shard surfaces as TF's DataLossError without a file name: name the file.
     from ctp_tf.data import reader  # noqa: PLC0415
     naming = reader.naming_bad_shards(data_dir, split) if data_dir else contextlib.nullcontext()
-    while step < total_steps and not model.stop_training:
-      epoch, in_epoch = divmod(step, steps_per_epoch)
-      with naming:
-        if in_epoch:   # the rest of an interrupted epoch, then whole epochs
-          hist = model.fit(distributed(step), epochs=epoch + 1, initial_epoch=epoch,
-                           steps_per_epoch=steps_per_epoch - in_epoch, callbacks=callbacks,
-                           verbose=verbose)
-        else:
-          hist = model.fit(distributed(step), epochs=epochs, initial_epoch=epoch,
-                           steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                           verbose=verbose)
-      if hist.history:
-        last_logs = {k: float(v[-1]) for k, v in hist.history.items()}
-      new_step = cbs.global_step(model)
-      if new_step == step or nan_guard.tripped:
-        break
-      step = new_step
-    step = cbs.global_step(model)
+    result = fit_loop.run(
+        model, s, workdir=workdir, config_fp=config_fp, train=config.train,
+        plan=fit_loop.BatchPlan(per_replica, global_batch, steps_per_epoch), dataset_fn=stream,
+        chief=chief, multi_worker=multi_worker,
+        verbose=int(config.train.get("verbose", 1)), naming=naming,
+        chief_logging=chief_logging, extra_callbacks=callbacks, on_resume=on_resume)
+    start, step, nan_guard = result.start, result.step, result.nan_guard
+
+    last_logs = result.last_logs
+    if not last_logs and start >= total_steps and os.path.exists(paths["metrics"]):
+      # Re-running a finished command: nothing to train; keep the metrics it ended with.
+      with open(paths["metrics"]) as f:
+        last_logs = {k: v for k, v in json.load(f).items() if isinstance(v, float)}
 
     metrics = dict(last_logs)
     metrics.update({"global_step": step, "total_steps": total_steps,
                     "epochs_done": step / steps_per_epoch, "resumed_from_step": start,
                     "wall_seconds": time.time() - t0})
     if nan_guard.tripped:
-      # Backups after the last step whose weights gave an in-bound loss already carry the
-      # divergence: set them aside so that a rerun (with a lower lr) resumes before it.
-      if chief:
-        moved = cbs.set_aside_after(nan_guard.last_good_step, paths["backup"],
-                                    paths["checkpoints"])
-        if moved:
-          logging.warning("Set aside %d backup(s) written after step %d: %s", len(moved),
-                          nan_guard.last_good_step, moved)
       good = cbs.list_backups(paths["backup"])
       good_ckpt = cbs.latest_checkpoint(paths["checkpoints"])
       diverged = nan_guard.reason == "diverged"
