@@ -34,107 +34,17 @@ import os
 import keras
 import numpy as np
 
+from ctp_tf import fileio
 from ctp_tf.data import shards
-from ctp_tf.errors import DataError, RunFailed, WorkdirError
-
-FINAL_WEIGHTS = "final.weights.h5"
-
-
-class MissingWorkdirFile(WorkdirError, FileNotFoundError):
-  """A finetuning workdir without its config or final weights."""
+# Re-exported: `finetune.load_finetuned`, `finetune.FINAL_WEIGHTS`, ... are its public names.
+from ctp_tf.downstream.finetuned import (  # noqa: F401
+    CONFIG, FINAL_WEIGHTS, HISTORY, MissingWorkdirFile, build_classifier, build_variables,
+    load_finetuned, workdir_info)
+from ctp_tf.errors import DataError, RunFailed
 
 
 class TrainingDiverged(RunFailed, FloatingPointError):
   """The loss became non-finite or left train.max_loss; nothing final was written."""
-HISTORY = "history.json"
-CONFIG = "config.json"
-
-
-def _write_json_atomic(path, obj):
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
-
-
-def _config_from_dict(d):
-  import ml_collections
-  return ml_collections.ConfigDict(d)
-
-
-def build_classifier(config, num_classes, *, init_from=None, synchronized_bn=False):
-  """Standard backbone (scratch or restored from an export) + VideoClassifier.
-
-  `synchronized_bn`: cross-replica BatchNorm (as pretraining uses with several replicas).
-
-  Returns:
-    (classifier keras.Model, export config dict or None).
-  """
-  from ctp_tf import models
-  from ctp_tf.downstream import export
-
-  m = config.model
-  export_cfg = None
-  if init_from:
-    backbone, export_cfg = export.load_encoder(init_from, arch=m.arch,
-                                               width_multiplier=m.width_multiplier,
-                                               synchronized_bn=synchronized_bn)
-  else:
-    backbone = models.build_backbone(m.arch, "standard", width_multiplier=m.width_multiplier,
-                                     bn_epsilon=m.bn_epsilon, synchronized_bn=synchronized_bn)
-  model = models.VideoClassifier(backbone, num_classes, dropout=m.dropout)
-  return model, export_cfg
-
-
-def workdir_info(workdir):
-  """The `config.json` dict of a finetuning workdir (config, classes, num_classes, ...);
-  WorkdirError (one line) for a pretraining workdir or a directory without it."""
-  from ctp_tf.training import workdir as workdir_lib
-
-  cfg_path = os.path.join(workdir, CONFIG)
-  if workdir_lib.kind_of(workdir) == "export":
-    raise WorkdirError(f"--workdir={workdir} is an encoder export, not a finetuning workdir.")
-  if workdir_lib.kind_of(workdir) == "pretrain":
-    raise WorkdirError(f"--workdir={workdir} is a pretraining workdir; this needs a finetuning "
-                       "workdir (scripts/finetune.py --init_from=<its export> "
-                       "--workdir=<a new directory>).")
-  if not os.path.exists(cfg_path):
-    raise MissingWorkdirFile(f"{cfg_path} not found: --workdir must be a finetuning workdir "
-                             "(written by scripts/finetune.py).")
-  try:
-    with open(cfg_path) as f:
-      info = json.load(f)
-    info["config"]["model"]   # pylint: disable=pointless-statement
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise WorkdirError(f"{cfg_path} is not a finetuning config ({type(e).__name__}: {e}).") \
-        from None
-  return info
-
-
-def load_finetuned(workdir, weights=None):
-  """Rebuilds the classifier of a finetuning workdir and loads its final (or given) weights.
-
-  Returns:
-    (model, config ConfigDict, info dict with "classes", "num_classes", "weights").
-  """
-  info = workdir_info(workdir)
-  config = _config_from_dict(info["config"])
-  weights = weights or os.path.join(workdir, FINAL_WEIGHTS)
-  if not os.path.exists(weights):
-    raise MissingWorkdirFile(f"{weights} not found: finetuning in {workdir!r} has not finished "
-                            "(rerun scripts/finetune.py with the same --workdir to resume).")
-  model, _ = build_classifier(config, int(info["num_classes"]))
-  _build(model, config)
-  model.load_weights(weights)
-  info["weights"] = weights
-  return model, config, info
-
-
-def _build(model, config):
-  """Creates the variables with one small forward pass (needed before load_weights)."""
-  d = config.data
-  model(np.zeros((1, int(d.clip_len), int(d.crop_size), int(d.crop_size), 3), np.uint8),
-        training=False)
 
 
 class TenClipValidation(keras.callbacks.Callback):
@@ -189,7 +99,7 @@ class HistoryJson(keras.callbacks.Callback):
       v = float(np.asarray(v))
       entry[k] = None if math.isnan(v) else v
     entries.append(entry)
-    _write_json_atomic(self.path, {"epochs": entries})
+    fileio.write_json_atomic(self.path, {"epochs": entries})
 
 
 def _history_complete(workdir, epochs):
@@ -252,7 +162,6 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
                      config_fp):
   from ctp_tf.data import finetune_input, reader
   from ctp_tf.downstream import evaluate
-  from ctp_tf.training import callbacks as callbacks_lib
   from ctp_tf.training import optimizer as optimizer_lib
   from ctp_tf.training import fit_loop
   from ctp_tf.training import strategy as strategy_lib
@@ -276,7 +185,7 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
   with strat.scope():
     model, export_cfg = build_classifier(config, len(classes), init_from=init_from,
                                          synchronized_bn=strat.num_replicas_in_sync > 1)
-    _build(model, config)
+    build_variables(model, config)
     model.compile(
         optimizer=optimizer_lib.make_optimizer(config.optimizer, steps, global_batch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -285,7 +194,7 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
         steps_per_execution=int(config.train.steps_per_execution))
 
   if chief:
-    _write_json_atomic(os.path.join(workdir, CONFIG), {
+    fileio.write_json_atomic(os.path.join(workdir, CONFIG), {
         "config": config.to_dict(), "num_classes": len(classes), "classes": classes,
         "init_from": os.path.abspath(init_from) if init_from else None,
         "export_config": export_cfg, "data_dir": os.path.abspath(data_dir),
@@ -325,7 +234,7 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
         "to resume from the last good backup.")
   if not chief:   # the chief writes the result; other workers have nothing more to do
     return {"epochs": epochs, "history": None, "weights": None}
-  callbacks_lib.save_weights_atomic(model, os.path.join(workdir, FINAL_WEIGHTS))
+  fileio.save_weights_atomic(model, os.path.join(workdir, FINAL_WEIGHTS))
   with open(os.path.join(workdir, HISTORY)) as f:
     entries = json.load(f)["epochs"]
   return _summary(workdir, entries)

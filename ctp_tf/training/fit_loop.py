@@ -32,9 +32,11 @@ import os
 
 from absl import logging
 
+from ctp_tf import fileio
 from ctp_tf.errors import UserError, WorkdirError
 from ctp_tf.seeds import stream_seed
 from ctp_tf.training import callbacks as cbs
+from ctp_tf.training import checkpoint as ckpt
 
 
 class BatchPlanError(UserError, ValueError):
@@ -108,9 +110,9 @@ class FitResult:
 def restore(model, paths, fingerprint, chief, workdir):
   """Newest readable backup or checkpoint (weights, optimizer, step together) or None."""
   try:
-    return cbs.restore_latest(model, paths["backup"], paths["checkpoints"],
+    return ckpt.restore_latest(model, paths["backup"], paths["checkpoints"],
                                fingerprint=fingerprint, set_aside_bad=chief)
-  except cbs.StateMismatchError as e:
+  except ckpt.StateMismatchError as e:
     raise WorkdirError(f"--workdir={workdir}: {e}. Start afresh with a new --workdir, or pass "
                        "--overwrite to clear this one.") from None
 
@@ -141,12 +143,12 @@ def run(model, strategy, *, workdir, config_fp, train, plan, dataset_fn, chief=T
   epochs = int(train.epochs)
   total_steps = epochs * steps
   if chief:
-    cbs.remove_stale_temporaries([paths["backup"], paths["checkpoints"], workdir])
+    fileio.remove_stale_temporaries([paths["backup"], paths["checkpoints"], workdir])
   if multi_worker:
     cbs.patch_for_multi_worker(model)
-  fingerprint = cbs.state_fingerprint(model, config_fp)
+  fingerprint = ckpt.state_fingerprint(model, config_fp)
   resumed = restore(model, paths, fingerprint, chief, workdir)
-  start = cbs.global_step(model)
+  start = ckpt.global_step(model)
   if resumed and on_resume is not None:
     on_resume(start, total_steps, resumed)
 
@@ -159,10 +161,10 @@ def run(model, strategy, *, workdir, config_fp, train, plan, dataset_fn, chief=T
 
   nan_guard = cbs.NanGuard(max_loss=train.get("max_loss", None))
   callbacks = [nan_guard, *before_logging, cbs.StepLogs(),
-               cbs.StepBackup(paths["backup"], int(train.get("backup_every_steps", 0) or 0),
+               ckpt.StepBackup(paths["backup"], int(train.get("backup_every_steps", 0) or 0),
                                steps, nan_guard=nan_guard, is_chief=chief,
                                fingerprint=fingerprint),
-               cbs.Checkpoints(paths["checkpoints"],
+               ckpt.Checkpoints(paths["checkpoints"],
                                 int(train.get("checkpoint_every_epochs", 1)),
                                 int(train.get("keep_checkpoints", 3)), nan_guard=nan_guard,
                                 is_chief=chief, fingerprint=fingerprint)]
@@ -187,15 +189,15 @@ def run(model, strategy, *, workdir, config_fp, train, plan, dataset_fn, chief=T
                          steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
     if hist.history:
       last_logs = {k: float(v[-1]) for k, v in hist.history.items()}
-    new_step = cbs.global_step(model)
+    new_step = ckpt.global_step(model)
     if new_step == step or nan_guard.tripped:
       break
     step = new_step
-  step = cbs.global_step(model)
+  step = ckpt.global_step(model)
   if nan_guard.tripped and chief:
     # Backups after the last step whose weights gave an in-bound loss already carry the
     # divergence: set them aside so that a rerun (with a lower lr) resumes before it.
-    moved = cbs.set_aside_after(nan_guard.last_good_step, paths["backup"],
+    moved = ckpt.set_aside_after(nan_guard.last_good_step, paths["backup"],
                                  paths["checkpoints"])
     if moved:
       logging.warning("Set aside %d backup(s) written after step %d: %s", len(moved),

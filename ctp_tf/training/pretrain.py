@@ -11,7 +11,7 @@ around it. What it writes in `workdir`:
   tb/              TensorBoard: scalars by global step, box images
   log.csv          one row per epoch (appended across restarts)
   metrics.json     final metrics and the run's status
-  export/          the encoder (`ctp_tf.downstream.export.export_encoder`)
+  export/          the encoder (`ctp_tf.training.export.export_encoder`)
 
 Resuming. Re-running the same command loads the newest backup (weights, optimizer moments,
 step counter, so the LR schedule continues) and trains from that step: first the rest of the
@@ -30,9 +30,12 @@ import time
 import numpy as np
 from absl import logging
 
+from ctp_tf import fileio
 from ctp_tf.errors import UserError
 from ctp_tf.training import callbacks as cbs
+from ctp_tf.training import checkpoint as ckpt
 from ctp_tf.training import config_utils
+from ctp_tf.training import export as export_lib
 from ctp_tf.training import fit_loop
 from ctp_tf.training import optimizer as optim
 from ctp_tf.training import strategy as strat
@@ -52,9 +55,9 @@ def _count_videos(data_dir, split):
     raise PretrainError("No --data_dir given (and the config does not make demo data).")
   if not tf.io.gfile.isdir(data_dir):
     raise PretrainError(f"--data_dir={data_dir} does not exist or is not a directory.")
-  pattern = os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
-  shards = tf.io.gfile.glob(pattern)
-  if not shards:
+  from ctp_tf.data import shards  # noqa: PLC0415
+  pattern = shards.shard_pattern(data_dir, split)
+  if not tf.io.gfile.glob(pattern):
     raise PretrainError(
         f"--data_dir={data_dir} has no '{split}' shards (looked for {pattern}). Convert videos "
         "first: scripts/make_tfrecords.py --dataset=... --video_dir=... --out_dir=DATA_DIR")
@@ -62,7 +65,6 @@ def _count_videos(data_dir, split):
   if not tf.io.gfile.exists(meta_path):
     raise PretrainError(f"--data_dir={data_dir} has shards but no dataset.json ({meta_path}); "
                         "it is written by scripts/make_tfrecords.py.")
-  from ctp_tf.data import shards  # noqa: PLC0415
   meta = shards.load_dataset_json(data_dir)
   try:
     count = int(meta["splits"][split]["videos"])
@@ -141,22 +143,6 @@ def _dummy_batch(clip_shape, num_boxes):
                   (1, num_boxes, t, 1))
   return {"clip": np.zeros((1, t, h, w, 3), np.uint8), "boxes": boxes,
           "weights": np.ones((1, num_boxes, t), np.float32)}
-
-
-def _export(model, export_dir, config, clip_shape):
-  """The encoder to `export_dir`: export_encoder when it exists, else backbone weights."""
-  os.makedirs(export_dir, exist_ok=True)
-  try:
-    from ctp_tf.downstream.export import export_encoder
-  except ImportError:
-    export_encoder = None
-  if export_encoder is not None:
-    export_encoder(model, export_dir, config=config, clip_shape=clip_shape)
-    return "export_encoder"
-  backbone = getattr(model, "backbone", model)
-  cbs.save_weights_atomic(backbone, os.path.join(export_dir, "backbone.weights.h5"))
-  cbs.write_json_atomic(os.path.join(export_dir, "config.json"), config.to_dict())
-  return "backbone_weights"
 
 
 def _sample_batch(dataset_fn, data_dir, config, seed):
@@ -242,7 +228,7 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   previous_policy = keras.config.dtype_policy()
   try:
     if chief:
-      cbs.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
+      fileio.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
     logging.info("Pretraining: %s", json.dumps(run_info))
     if policy:
       keras.config.set_dtype_policy(policy)
@@ -294,8 +280,8 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
                     "epochs_done": step / steps_per_epoch, "resumed_from_step": start,
                     "wall_seconds": time.time() - t0})
     if nan_guard.tripped:
-      good = cbs.list_backups(paths["backup"])
-      good_ckpt = cbs.latest_checkpoint(paths["checkpoints"])
+      good = ckpt.list_backups(paths["backup"])
+      good_ckpt = ckpt.latest_checkpoint(paths["checkpoints"])
       diverged = nan_guard.reason == "diverged"
       metrics["status"] = "diverged" if diverged else "nan_loss"
       metrics["nan_step"] = nan_guard.step
@@ -315,11 +301,12 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       metrics["status"] = "completed"
       if chief:
         metrics["export"] = paths["export"]
-        metrics["export_kind"] = _export(model, paths["export"], config, clip_shape)
+        export_lib.export_encoder(model, paths["export"], config=config, clip_shape=clip_shape)
+        metrics["export_kind"] = "export_encoder"
     else:
       metrics["status"] = "stopped"
     if chief:
-      cbs.write_json_atomic(paths["metrics"], metrics)
+      fileio.write_json_atomic(paths["metrics"], metrics)
     return metrics
   finally:
     keras.config.set_dtype_policy(previous_policy)
