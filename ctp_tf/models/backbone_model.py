@@ -7,8 +7,12 @@ under `"backbone"` in `get_config()`; `BackboneModel.from_config` rebuilds it fi
 import keras
 
 
-class BackboneModel(keras.Model):
-  """A keras.Model whose config holds a serialised `backbone` model."""
+class BackboneModel:
+  """Mixin (before keras.Model) for models whose config holds a serialised `backbone` model.
+
+  Not a keras.Model subclass itself: Keras rewrites the bases of functional-style subclasses
+  (FeatureExtractor) at construction, which must not reach the subclassed ones (CtPModel).
+  """
 
   @classmethod
   def from_config(cls, config, custom_objects=None):

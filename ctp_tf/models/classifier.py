@@ -7,7 +7,7 @@ from ctp_tf.layers.initializers import NumpyNormal
 
 
 @keras.saving.register_keras_serializable(package="ctp_tf")
-class VideoClassifier(BackboneModel):
+class VideoClassifier(BackboneModel, keras.Model):
   """Logits `[B, num_classes]` for clips `[B, T, H, W, 3]` (uint8 or 0..255 float when the
   backbone normalises its input).
 

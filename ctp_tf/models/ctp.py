@@ -82,7 +82,7 @@ def _scale_loss_for_distribution(loss):
 
 
 @keras.saving.register_keras_serializable(package="ctp_tf")
-class CtPModel(BackboneModel):
+class CtPModel(BackboneModel, keras.Model):
   """Backbone + CtP head; trains with `model.fit` on the pretraining pipeline's batches.
 
   Called on `{"clip": [B, T, H, W, 3], "boxes": [B, N, T, 4]}` (only the frame-0 boxes are

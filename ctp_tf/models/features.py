@@ -9,7 +9,7 @@ RETRIEVAL_GRID = (2, 3, 3)
 
 
 @keras.saving.register_keras_serializable(package="ctp_tf")
-class FeatureExtractor(BackboneModel):
+class FeatureExtractor(BackboneModel, keras.Model):
   """`{"features": [B, C], "retrieval_features": [B, 2*3*3*C]}` from a backbone.
 
   `retrieval_features` are the backbone maps average-pooled to (2, 3, 3) with PyTorch's
