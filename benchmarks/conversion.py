@@ -21,13 +21,10 @@ runs in each of --beam_modes (worker processes, or threads of this process).
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 _DEMO_DIR = flags.DEFINE_string("demo_dir", None, "Demo videos (made here if missing; default: "
                                 "a temporary directory).")

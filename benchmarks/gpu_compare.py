@@ -29,9 +29,17 @@ import time
 # JAX takes 75% of GPU memory at start by default; PyTorch shares the process in the checks.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+# train_step.py sits beside this script (its folder is sys.path[0] when run as a script).
+
+
+def _make_golden():
+  """tools/make_golden.py (the golden cases' definitions), loaded by its path."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("make_golden",
+                                                os.path.join(ROOT, "tools", "make_golden.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -73,7 +81,8 @@ def check_roi_align():
   import numpy as np
   import torch
   import torchvision
-  from make_golden import ROI_SETTINGS, roi_cases
+  golden = _make_golden()
+  ROI_SETTINGS, roi_cases = golden.ROI_SETTINGS, golden.roi_cases  # noqa: N806
   from ctp_tf.layers import ROIAlign
   dev = torch_device()
   results = []
@@ -96,7 +105,7 @@ def check_logits(arch, seed):
   import numpy as np
   import torch
   import torchvision
-  from make_golden import seeded_weights
+  seeded_weights = _make_golden().seeded_weights
   from ctp_tf.models import from_torch
   dev = torch_device()
   tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)

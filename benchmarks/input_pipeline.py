@@ -23,11 +23,6 @@ import time
 
 from absl import app, flags
 
-# Runnable from a checkout without installing the package.
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-  sys.path.insert(0, _REPO)
-
 flags.DEFINE_integer("videos", 64, "Synthetic videos per stored size.")
 flags.DEFINE_integer("frames", 60, "Frames per synthetic video.")
 flags.DEFINE_integer("batch_size", 32, "Clips per batch.")
@@ -156,8 +151,8 @@ def main(argv):
   text = json.dumps(results, indent=2)
   print(text)
   if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
-      f.write(text)
+    from ctp_tf import fileio
+    fileio.write_text_atomic(FLAGS.output, text)
 
 
 if __name__ == "__main__":

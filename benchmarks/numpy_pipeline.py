@@ -207,8 +207,8 @@ def main(argv):
   text = json.dumps(results, indent=2)
   print(text)
   if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
-      f.write(text)
+    from ctp_tf import fileio
+    fileio.write_text_atomic(FLAGS.output, text)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,13 @@ input-bound. `input_bound` compares fit with the model alone. Prints one JSON ob
 import json
 import os
 import resource
-import sys
 import time
 
 # TensorFlow's oneDNN CPU kernels (see ctp_tf/__init__.py); set before anything imports TF.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Shards (default: the demo data, made once).")
 _SIZES = flags.DEFINE_list("sizes", ["demo", "r3d18"], "demo (configs/demo.py) and/or r3d18 "

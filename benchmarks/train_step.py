@@ -13,14 +13,12 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 
 # TensorFlow's oneDNN CPU kernels: without them Conv3D filter gradients run on a generic path
 # that was ~500x slower here (1.4 s vs 3 ms for a small stem conv). Read at TF import time.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv=None):

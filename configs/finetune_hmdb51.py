@@ -9,5 +9,4 @@ from ctp_tf import defaults
 
 def get_config():
   c = defaults.finetune_config()
-  c.dataset = "hmdb51"
   return c

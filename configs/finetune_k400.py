@@ -11,6 +11,5 @@ from ctp_tf import defaults
 
 def get_config():
   c = defaults.finetune_config()
-  c.dataset = "kinetics400"
   c.data.test_split = "val"
   return c

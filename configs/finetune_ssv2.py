@@ -12,7 +12,6 @@ from ctp_tf import defaults
 
 def get_config():
   c = defaults.finetune_config()
-  c.dataset = "ssv2"
   c.data.clip_len = 32
   c.data.stride = 1
   c.data.test_split = "val"

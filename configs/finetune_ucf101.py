@@ -13,5 +13,4 @@ from ctp_tf import defaults
 
 def get_config():
   c = defaults.finetune_config()
-  c.dataset = "ucf101"
   return c

@@ -14,6 +14,8 @@ curves.plot_curves(["runs/ucf_scratch", "runs/ucf_ctp"], ["scratch", "CtP"], "fi
 import json
 import os
 
+from ctp_tf import figures
+
 
 def read_history(run_dir):
   """(epochs, loss, val_epochs, val_top1) lists from `run_dir/history.json` (or a JSON path)."""
@@ -39,9 +41,7 @@ def plot_curves(runs, labels, out, *, title="Finetuning"):
   Returns:
     `out`.
   """
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
 
   if len(runs) != len(labels):
     raise ValueError(f"{len(runs)} runs but {len(labels)} labels: give one label per run.")
@@ -60,9 +60,4 @@ def plot_curves(runs, labels, out, *, title="Finetuning"):
     ax.grid(alpha=0.3)
     ax.legend()
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  tmp = f"{out}.tmp-{os.getpid()}.png"
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, out)
-  return out
+  return figures.save_figure(fig, out, dpi=110)

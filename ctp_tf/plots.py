@@ -5,28 +5,16 @@ pasted (visible), a dashed one a frame where it is hidden (masked region model) 
 supervised. matplotlib only (the Agg backend); files are written to a temporary name first.
 """
 
-import os
 
 import numpy as np
+
+from ctp_tf import figures, fileio
 
 COLOURS = ("#ff3030", "#30ff30", "#3090ff", "#ffd030", "#ff30ff", "#30ffff")
 
 
-def _plt():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
-def _atomic_save(save, path):
-  """Calls `save(tmp_path)` then renames, so a reader never sees half a file."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  root, ext = os.path.splitext(path)
-  tmp = f"{root}.tmp-{os.getpid()}{ext}"
-  save(tmp)
-  os.replace(tmp, path)
-  return path
+_plt = figures.pyplot
+_atomic_save = fileio.save_atomic
 
 
 def draw_boxes(ax, frame, boxes, visible, linewidth=1.5):
@@ -76,12 +64,6 @@ def plot_trajectory_grid(clips, boxes, visible, path, *, max_frames=8, title=Non
   _atomic_save(lambda p: fig.savefig(p, dpi=100), path)
   plt.close(fig)
   return path
-
-
-def plot_trajectories(clip, boxes, visible, path, **kw):
-  """PNG of one clip: uint8 [T, H, W, 3], boxes [N, T, 4], visible [N, T]."""
-  return plot_trajectory_grid(np.asarray(clip)[None], np.asarray(boxes)[None],
-                              np.asarray(visible)[None], path, **kw)
 
 
 def save_trajectory_gif(clips, boxes, visible, path, *, fps=4):

@@ -7,14 +7,9 @@ Writes `{"top1", "top5", "num_videos", "per_class", "mean_class_accuracy", "conf
 ...}` to --output (default WORKDIR/eval_<split>.json) and the confusion matrix beside it.
 """
 
-import os
-import sys
+from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # noqa: E402
-
-from ctp_tf import cli  # noqa: E402
+from ctp_tf import cli
 
 flags.DEFINE_string("workdir", None, "Finetuning workdir (config.json + final.weights.h5).",
                     required=True)

@@ -8,13 +8,10 @@ The export is a SavedModel (`serving_default`: uint8 `clips` [N, T, H, W, 3] -> 
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from ctp_tf import cli  # noqa: E402
+from ctp_tf import cli
 
 flags.DEFINE_string("workdir", None, "Pretraining workdir (config.json + checkpoints).",
                     required=True)

@@ -14,14 +14,11 @@ final.weights.h5 (the last epoch's model); evaluate it with scripts/evaluate.py.
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from ctp_tf import cli  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from ctp_tf import cli
+from ml_collections import config_flags
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(_ROOT, "configs", "finetune_demo.py")

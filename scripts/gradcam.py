@@ -9,13 +9,10 @@ class (or --class_index), written as `video<i>.png` (frames / Grad-CAM / guided 
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from ctp_tf import cli  # noqa: E402
+from ctp_tf import cli
 
 flags.DEFINE_string("workdir", None, "Finetuning workdir.", required=True)
 flags.DEFINE_string("data_dir", None, "Converted shards.", required=True)

@@ -15,9 +15,8 @@ import sys
 
 from absl import app, flags
 
-from ctp_tf import cli  # noqa: E402
+from ctp_tf import cli
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "PyTorch weights: .pth/.pt, .safetensors or .npz.")

@@ -30,9 +30,7 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 _DATASET = flags.DEFINE_enum("dataset", None, ["ucf101", "hmdb51", "kinetics", "ssv2", "folder",
                                                "list"], "Dataset layout.", required=True)

@@ -5,13 +5,10 @@
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from ctp_tf import cli  # noqa: E402
+from ctp_tf import cli
 
 flags.DEFINE_list("runs", None, "Finetuning workdirs (each with history.json).", required=True)
 flags.DEFINE_list("labels", None, "Legend labels, one per run (default: the dir names).")

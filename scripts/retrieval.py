@@ -9,14 +9,11 @@ Prints a table and writes `{"top1": .., "top5": .., "top10": .., "top20": .., "t
 """
 
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from ctp_tf import cli  # noqa: E402
+from ctp_tf import cli
 
 flags.DEFINE_string("model", None, "Encoder export directory, or `random` for a randomly "
                     "initialised encoder of --arch.", required=True)
@@ -46,7 +43,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from ctp_tf.downstream import evaluate, export, retrieval
+  from ctp_tf import fileio
+  from ctp_tf.downstream import export, retrieval
 
   ks = cli.int_list("topk", FLAGS.topk)
   resize = cli.int_list("resize", FLAGS.resize, count=2)
@@ -82,7 +80,8 @@ def main(argv):
         f"{result['num_gallery']} gallery videos), top-k %:")
   print(retrieval.format_table({f"top{k}": result[f"top{k}"] for k in ks}))
   if FLAGS.output:
-    evaluate.write_json_atomic(FLAGS.output, result)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    fileio.write_json_atomic(FLAGS.output, result)
 
 
 if __name__ == "__main__":

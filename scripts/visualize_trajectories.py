@@ -13,12 +13,10 @@ model) but still supervised. One colour per trajectory.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from ctp_tf import cli  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from ctp_tf import cli
+from ml_collections import config_flags
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "configs", "demo.py")

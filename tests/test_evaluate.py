@@ -151,7 +151,7 @@ class PatternModel:
 def test_evaluate_scores_every_test_clip_of_every_video(seven_class_dir, tmp_path, monkeypatch):
   """evaluate() end to end on shards with a stub model: 10 clips per video at the REFERENCE
   offsets, their softmaxes averaged, top-1/5 and the confusion matrix as numpy has them."""
-  from ctp_tf.downstream import finetune
+  from ctp_tf.downstream import finetuned
 
   config = defaults.finetune_config()
   config.data.clip_len, config.data.stride, config.data.crop_size = CLIP_LEN, STRIDE, CROP
@@ -160,7 +160,9 @@ def test_evaluate_scores_every_test_clip_of_every_video(seven_class_dir, tmp_pat
   config.train.eval_batch_size = 4
   model = PatternModel(NUM_CLASSES)
   classes = [f"class{c}" for c in range(NUM_CLASSES)]
-  monkeypatch.setattr(finetune, "load_finetuned",
+  # evaluate reads the workdir through ctp_tf.downstream.finetuned: stub both reads.
+  monkeypatch.setattr(finetuned, "workdir_info", lambda workdir: {"classes": classes})
+  monkeypatch.setattr(finetuned, "load_finetuned",
                       lambda workdir: (model, config, {"classes": classes, "weights": "stub"}))
   seen = {}
   original = evaluate.predict_videos

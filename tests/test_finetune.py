@@ -159,6 +159,7 @@ def test_resume_restores_weights_optimizer_and_step(tiny_data_dir, tmp_path, mon
   import shutil
   from pretrain_helpers import assert_state_equals_backup, model_state
   from ctp_tf.training import callbacks as cbs
+  from ctp_tf.training import checkpoint as ckpt
 
   class Crash(RuntimeError):
     pass
@@ -172,7 +173,7 @@ def test_resume_restores_weights_optimizer_and_step(tiny_data_dir, tmp_path, mon
       state.setdefault("start", model_state(self.model))
 
     def on_train_batch_end(self, batch, logs=None):
-      if self.crash_at and cbs.global_step(self.model) >= self.crash_at:
+      if self.crash_at and ckpt.global_step(self.model) >= self.crash_at:
         raise Crash()   # before StepBackup saves this step
       super().on_train_batch_end(batch, logs)
 
@@ -183,7 +184,7 @@ def test_resume_restores_weights_optimizer_and_step(tiny_data_dir, tmp_path, mon
   Probe.crash_at = 5
   with pytest.raises(Crash):
     finetune.finetune(config, data_dir=tiny_data_dir, workdir=workdir, strategy="default")
-  newest = cbs.list_backups(os.path.join(workdir, "backup"))[0]
+  newest = ckpt.list_backups(os.path.join(workdir, "backup"))[0]
   assert newest["step"] == 4
   backup = str(tmp_path / "backup.weights.h5")
   shutil.copy(newest["weights"], backup)
@@ -199,7 +200,7 @@ def test_resume_restores_weights_optimizer_and_step(tiny_data_dir, tmp_path, mon
 
 def test_export_from_pretraining_workdir(tmp_path):
   """scripts/export.py's library call on a workdir laid out like ctp_tf.training.pretrain's."""
-  from ctp_tf.training import callbacks as cbs
+  from ctp_tf import fileio
   from ctp_tf.training import optimizer
 
   config = defaults.pretrain_config()
@@ -215,10 +216,10 @@ def test_export_from_pretraining_workdir(tmp_path):
     v.assign(rng.normal(0, 0.05, v.shape).astype("float32"))
   workdir = tmp_path / "pre"
   (workdir / "checkpoints").mkdir(parents=True)
-  cbs.write_json_atomic(str(workdir / "config.json"), {"config": config.to_dict(), "run": {}})
+  fileio.write_json_atomic(str(workdir / "config.json"), {"config": config.to_dict(), "run": {}})
   with pytest.raises(FileNotFoundError, match="nothing to export"):
     export.export_from_workdir(str(workdir), str(tmp_path / "e"))
-  cbs.save_weights_atomic(model, str(workdir / "checkpoints" / "epoch-0001.weights.h5"))
+  fileio.save_weights_atomic(model, str(workdir / "checkpoints" / "epoch-0001.weights.h5"))
   cfg = export.export_from_workdir(str(workdir), str(tmp_path / "e"))
   assert cfg["source"].endswith("epoch-0001.weights.h5") and cfg["clip_shape"] == list(CLIP)
   encoder, _ = export.load_encoder(str(tmp_path / "e"), arch=ARCH)

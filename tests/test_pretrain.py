@@ -107,7 +107,8 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_state(tmp_path):
-  from ctp_tf.training import callbacks as cbs, pretrain
+  from ctp_tf.training import pretrain
+  from ctp_tf.training import checkpoint as ckpt
   config = tiny_config(epochs=3, steps_per_epoch=3, backup_every_steps=1)
   config.optimizer.lr = 1e36
   config.optimizer.clip_norm = 0.0
@@ -118,7 +119,7 @@ def test_nan_loss_stops_and_keeps_last_good_state(tmp_path):
   assert "NaN" in m["message"] and json.load(open(os.path.join(workdir, "metrics.json")))[
       "status"] == "nan_loss"
   assert not os.path.exists(os.path.join(workdir, "export"))
-  for b in cbs.list_backups(os.path.join(workdir, "backup")):
+  for b in ckpt.list_backups(os.path.join(workdir, "backup")):
     with h5py.File(b["weights"], "r") as f:
       arrays = []
       f.visititems(lambda n, o: arrays.append(o[()]) if isinstance(o, h5py.Dataset) else None)

@@ -132,9 +132,7 @@ def test_retrieval_end_to_end_random_and_export(tiny_data_dir, tmp_path):
 def test_eval_clips_come_from_hand_computed_offsets(tmp_path):
   """The clips retrieval/evaluation see are the REFERENCE test offsets, end to end:
   L = (frames - clip_len*stride + 1) / num_clips, clip k starts at int(L/2 + L*k)."""
-  import sys as _sys
-  _sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from conftest import write_tiny_shards
+  from conftest import write_tiny_shards   # tests/ is on the path under pytest
   from ctp_tf.data import finetune_input
 
   d = str(tmp_path / "shards")

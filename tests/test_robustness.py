@@ -231,8 +231,8 @@ def test_rerun_with_another_model_is_refused_and_keeps_the_result(tmp_path):
   assert os.path.getmtime(os.path.join(w, "export", "config.json")) == export_mtime
   assert json.load(open(os.path.join(w, "metrics.json")))["status"] == "completed"
   # A backup whose fingerprint differs is refused by the restore itself (not half-loaded).
-  from ctp_tf.training import callbacks as cbs
-  b = cbs.list_backups(os.path.join(w, "backup"))[0]
+  from ctp_tf.training import checkpoint as ckpt
+  b = ckpt.list_backups(os.path.join(w, "backup"))[0]
   meta = json.load(open(b["json"]))
   meta["fingerprint"] = "0" * 16
   json.dump(meta, open(b["json"], "w"))
@@ -246,7 +246,9 @@ def test_restore_is_all_or_nothing(tmp_path):
   """A backup that does not fit (an old one without fingerprint, of another width) leaves
   weights, optimizer and step untouched, and is set aside."""
   import keras
-  from ctp_tf.training import callbacks as cbs, optimizer as optim
+  from ctp_tf.training import optimizer as optim
+  from ctp_tf.training import checkpoint as ckpt
+  from ctp_tf import fileio
   from ctp_tf.models import build_ctp_model
   from ctp_tf.training.pretrain import _dummy_batch
 
@@ -264,12 +266,12 @@ def test_restore_is_all_or_nothing(tmp_path):
   other.optimizer.iterations.assign(7)
   d = str(tmp_path / "backup")
   os.makedirs(d)
-  cbs.save_weights_atomic(other, os.path.join(d, "ckpt-000000007.weights.h5"))
+  fileio.save_weights_atomic(other, os.path.join(d, "ckpt-000000007.weights.h5"))
   json.dump({"global_step": 7}, open(os.path.join(d, "ckpt-000000007.json"), "w"))
   model = build(0.125)
   before = [np.array(v) for v in model.weights]
-  assert cbs.restore_latest(model, d) is None
-  assert cbs.global_step(model) == 0
+  assert ckpt.restore_latest(model, d) is None
+  assert ckpt.global_step(model) == 0
   for a, v in zip(before, model.weights):
     np.testing.assert_array_equal(a, np.asarray(v), err_msg=v.path)
   assert os.path.exists(os.path.join(d, "ckpt-000000007.weights.h5.unreadable"))
@@ -278,11 +280,11 @@ def test_restore_is_all_or_nothing(tmp_path):
 def test_unreadable_backups_fall_back_to_the_newest_readable_state(tmp_path):
   """Both backups damaged: resume from the epoch checkpoint (not step 0), and the backups the
   resumed run writes are kept although the damaged ones had higher steps."""
-  from ctp_tf.training import callbacks as cbs
+  from ctp_tf.training import checkpoint as ckpt
   w = str(tmp_path / "run")
   m = _train(tiny_config(epochs=2, steps_per_epoch=3, backup_every_steps=2), w)
   assert m["status"] == "completed"
-  backups = cbs.list_backups(os.path.join(w, "backup"))
+  backups = ckpt.list_backups(os.path.join(w, "backup"))
   assert [b["step"] for b in backups] == [6, 5]
   os.remove(os.path.join(w, "checkpoints", "epoch-0002.weights.h5"))   # newest readable: ep 1
   for b in backups:
@@ -290,12 +292,12 @@ def test_unreadable_backups_fall_back_to_the_newest_readable_state(tmp_path):
       f.truncate(1000)
   m = _train(tiny_config(epochs=4, steps_per_epoch=3, backup_every_steps=2), w)
   assert m["status"] == "completed" and m["resumed_from_step"] == 3   # epoch-0001 checkpoint
-  assert [b["step"] for b in cbs.list_backups(os.path.join(w, "backup"))] == [12, 11]
+  assert [b["step"] for b in ckpt.list_backups(os.path.join(w, "backup"))] == [12, 11]
   assert len(glob.glob(os.path.join(w, "backup", "*.unreadable"))) == 4   # set aside, kept
 
 
 def test_divergence_stops_exports_nothing_and_rerun_gets_past_it(tmp_path):
-  from ctp_tf.training import callbacks as cbs
+  from ctp_tf.training import checkpoint as ckpt
   w = str(tmp_path / "run")
   config = tiny_config(epochs=2, steps_per_epoch=4, backup_every_steps=1)
   config.optimizer.lr = 1e6
@@ -306,7 +308,7 @@ def test_divergence_stops_exports_nothing_and_rerun_gets_past_it(tmp_path):
   assert "train.max_loss=50" in m["message"]
   assert not os.path.exists(os.path.join(w, "export"))
   last_good = m["last_good_step"]
-  kept = cbs.list_states(os.path.join(w, "backup"), os.path.join(w, "checkpoints"))
+  kept = ckpt.list_states(os.path.join(w, "backup"), os.path.join(w, "checkpoints"))
   assert all(s["step"] <= last_good for s in kept), (kept, last_good)
   assert glob.glob(os.path.join(w, "backup", "*.diverged"))
   # The rerun with a sane lr resumes before the divergence and completes.
@@ -321,7 +323,7 @@ def test_divergence_stops_exports_nothing_and_rerun_gets_past_it(tmp_path):
 def test_finetune_divergence_fails_the_run_and_keeps_nothing_after_it(tmp_path, tiny_data_dir):
   from ctp_tf.downstream import finetune
   from ctp_tf.errors import RunFailed
-  from ctp_tf.training import callbacks as cbs
+  from ctp_tf.training import checkpoint as ckpt
   c = finetune_tiny_config()
   c.train.epochs, c.train.steps_per_epoch, c.train.backup_every_steps = 1, 4, 1
   c.optimizer.lr, c.optimizer.clip_norm = 1e6, 0.0
@@ -337,7 +339,7 @@ def test_finetune_divergence_fails_the_run_and_keeps_nothing_after_it(tmp_path, 
   assert good < trip
   assert not os.path.exists(os.path.join(w, finetune.FINAL_WEIGHTS))
   # what is left to resume from was written before the loss left its bound
-  states = cbs.list_states(os.path.join(w, "backup"), os.path.join(w, "checkpoints"))
+  states = ckpt.list_states(os.path.join(w, "backup"), os.path.join(w, "checkpoints"))
   assert all(s["step"] <= good for s in states), (states, good)
   assert glob.glob(os.path.join(w, "backup", "*.diverged"))
 

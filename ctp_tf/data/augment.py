@@ -18,15 +18,12 @@ All functions take and return uint8, have static output shapes and use stateless
 import tensorflow as tf
 
 from ctp_tf.data.color import brightness_contrast, hue_saturation  # noqa: F401  (re-export)
+from ctp_tf.data.color import split_seed, to_uint8
 
 # libjpeg's fancy chroma upsampling reads one chroma sample beyond a crop window, so a window
 # decoded alone differs from the same window of a full decode in its border pixels. Decoding a
 # slightly larger window and discarding the margin makes the two identical.
 _MARGIN = 2
-
-
-def _split(seed, n):
-  return tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), num=n)
 
 
 def _scaled_size(seed, height, width, short_sides, sizes):
@@ -70,11 +67,6 @@ def _decode_windows(jpegs, y, x, h, w):
       parallel_iterations=16)
 
 
-def _to_uint8(x):
-  # Values are >= 0 here, so +0.5 and truncation is rounding (half up) in two cheap ops.
-  return tf.saturate_cast(x + 0.5, tf.uint8)
-
-
 def _decode_rescaled_crop(jpegs, height, width, scaled_h, scaled_w, y_off, x_off, crop_h, crop_w,
                           reduced_decode):
   """Decodes crop [y_off:+crop_h, x_off:+crop_w] of the frames rescaled to scaled_h x scaled_w.
@@ -104,7 +96,7 @@ def _decode_rescaled_crop(jpegs, height, width, scaled_h, scaled_w, y_off, x_off
       frames = _decode_frames(jpegs, ratio)
       # ResizeBilinear reads uint8 directly; only the crop is converted back.
       big = tf.image.resize(frames, tf.stack([scaled_h, scaled_w]), method="bilinear")
-      return _to_uint8(big[:, y_off:y_off + crop_h, x_off:x_off + crop_w])
+      return to_uint8(big[:, y_off:y_off + crop_h, x_off:x_off + crop_w])
     return fn
 
   same = tf.logical_and(tf.equal(scaled_h, height), tf.equal(scaled_w, width))
@@ -123,7 +115,7 @@ def scale_crop_params(seed, *, height, width, short_sides=None, sizes=None, crop
   The crop is [y_off:y_off+crop_size, x_off:x_off+crop_size] of the frame resized to
   scaled_h x scaled_w. A rescaled side smaller than `crop_size` is raised to it.
   """
-  seeds = _split(seed, 3)
+  seeds = split_seed(seed, 3)
   sh, sw = _scaled_size(seeds[0], height, width, short_sides, sizes)
   sh = tf.maximum(sh, crop_size)
   sw = tf.maximum(sw, crop_size)

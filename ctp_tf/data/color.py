@@ -22,11 +22,11 @@ import tensorflow as tf
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def _split(seed, n):
+def split_seed(seed, n):
   return tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), num=n)
 
 
-def _to_uint8(x):
+def to_uint8(x):
   # Round half up and clip in two cheap ops (saturate_cast clips; truncation of x + 0.5 rounds
   # for x >= 0, and anything below 0 saturates to 0 anyway).
   return tf.saturate_cast(x + 0.5, tf.uint8)
@@ -40,7 +40,7 @@ def hue_saturation(clip, seed, *, prob, hue_range, saturation_range):
   """
   apply, hue, log_sat = hue_saturation_params(seed, prob=prob, hue_range=hue_range,
                                               saturation_range=saturation_range)
-  return tf.cond(apply, lambda: _to_uint8(_hue_saturation_pixels(clip, hue, log_sat)),
+  return tf.cond(apply, lambda: to_uint8(_hue_saturation_pixels(clip, hue, log_sat)),
                  lambda: tf.identity(clip))
 
 
@@ -59,7 +59,7 @@ def _keyframe_curve(seed, num_frames, low, high, keyframe_probs):
   K = 2 + i with i drawn from `keyframe_probs` (so (0.7, 0.3) gives 2 or 3 key frames).
   Returns float32 [num_frames].
   """
-  seeds = _split(seed, 2)
+  seeds = split_seed(seed, 2)
   max_k = 1 + len(keyframe_probs)
   logits = tf.math.log(tf.constant([float(p) for p in keyframe_probs], tf.float32))[None]
   k = 2 + tf.cast(tf.random.stateless_categorical(logits, 1, seeds[0])[0, 0], tf.int32)
@@ -109,7 +109,7 @@ def brightness_contrast(clip, seed, *, brightness_prob, brightness_range, contra
     mean = tf.reduce_mean(grey, axis=[1, 2])
     a = alpha[:, None, None, None]
     x = x * a + (1.0 - a) * mean[:, None, None, None]
-    return _to_uint8(x)
+    return to_uint8(x)
 
   return tf.cond(applied, jitter, lambda: tf.identity(clip))
 
@@ -127,7 +127,7 @@ def hue_saturation_params(seed, *, prob, hue_range, saturation_range):
   >>> apply, hue, log_sat = hue_saturation_params([1, 2], prob=0.25, hue_range=12.0,
   ...                                             saturation_range=0.1)
   """
-  seeds = _split(seed, 3)
+  seeds = split_seed(seed, 3)
   apply = tf.random.stateless_uniform([], seeds[0]) < prob
   hue = tf.random.stateless_uniform([], seeds[1], -float(hue_range), float(hue_range))
   log_sat = tf.random.stateless_uniform(
@@ -148,7 +148,7 @@ def hue_saturation_batch(clips, apply, hue, log_sat):
   idx = tf.where(apply)[:, 0]
 
   def one(args):
-    # Same rounding as `hue_saturation` (_to_uint8), kept in float when asked.
+    # Same rounding as `hue_saturation` (to_uint8), kept in float when asked.
     return tf.floor(tf.clip_by_value(_hue_saturation_pixels(*args) + 0.5, 0.0, 255.0))
 
   def jitter():
@@ -169,7 +169,7 @@ def brightness_contrast_params(seed, num_frames, *, brightness_prob, brightness_
   shift is 0 and alpha 1 where the op is not applied, which `brightness_contrast_batch` maps
   to the unchanged clip exactly.
   """
-  seeds = _split(seed, 4)
+  seeds = split_seed(seed, 4)
   do_b = tf.random.stateless_uniform([], seeds[0]) < brightness_prob
   do_c = tf.random.stateless_uniform([], seeds[1]) < contrast_prob
   b_range = float(brightness_range)
@@ -201,7 +201,7 @@ def brightness_contrast_batch(clips, shift, alpha):
   x = tf.cast(clips, tf.float32)
   channel_mean = tf.reduce_mean(x, axis=[2, 3])                              # [B, T, 3]
   grey = tf.reduce_sum(channel_mean * tf.constant(_LUMA, tf.float32), -1)    # [B, T]
-  # + 0.5: _to_uint8's rounding folded into the offset.
+  # + 0.5: to_uint8's rounding folded into the offset.
   offset = shift + (1.0 - alpha) * grey + 0.5
   y = x * alpha[..., None, None, None] + offset[..., None, None, None]
   return tf.saturate_cast(y, tf.uint8)

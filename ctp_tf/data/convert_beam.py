@@ -34,7 +34,8 @@ import shlex
 import sys
 import time
 
-from ctp_tf.data import convert, converters, shards
+from ctp_tf.data import converters, shards
+from ctp_tf.data import convert_core as convert
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 COUNTER_NAMESPACE = "ctp_tf.convert"

@@ -28,8 +28,7 @@ class CorruptShardError(DataError):
   """A shard that is not a TFRecord file, or is truncated or damaged; names the file."""
 
 
-def _shard_glob(data_dir, split):
-  return os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
+_shard_glob = shards.shard_pattern
 
 
 def list_shards(data_dir, split):

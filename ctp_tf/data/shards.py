@@ -29,6 +29,11 @@ def shard_name(split, index, num_shards):
   return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
+def shard_pattern(data_dir, split):
+  """The glob of every shard of `split` in `data_dir` (the names `shard_name` makes)."""
+  return os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
+
+
 def _int64(v):
   return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
 

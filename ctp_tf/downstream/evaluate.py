@@ -13,10 +13,11 @@ print(res["top1"], res["top5"])
 ```
 """
 
-import json
 import os
 
 import numpy as np
+
+from ctp_tf import fileio, figures
 
 
 def softmax(logits):
@@ -91,9 +92,7 @@ def video_metrics(scores, labels, class_names=None):
 
 def plot_confusion(confusion, class_names, path, title="Confusion matrix"):
   """Writes a row-normalised confusion-matrix PNG (atomically)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
 
   confusion = np.asarray(confusion, np.float64)
   rows = confusion.sum(axis=1, keepdims=True)
@@ -115,18 +114,7 @@ def plot_confusion(confusion, class_names, path, title="Confusion matrix"):
   ax.set_title(title)
   fig.colorbar(im, ax=ax, fraction=0.046)
   fig.tight_layout()
-  tmp = f"{path}.tmp-{os.getpid()}.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
-
-
-def write_json_atomic(path, obj):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  figures.save_figure(fig, path, dpi=100)
 
 
 def eval_dataset_for(config, data_dir, *, split=None, num_clips=None, batch_size=None):
@@ -152,12 +140,12 @@ def evaluate(workdir, data_dir, *, num_clips=10, split=None, batch_size=None, ou
     {"top1", "top5", "num_videos", "num_clips", "per_class", "mean_class_accuracy",
      "confusion_matrix", "class_names", "split", "weights"}.
   """
-  from ctp_tf.downstream import finetune
+  from ctp_tf.downstream import finetuned
 
   from ctp_tf.data import reader, shards
   from ctp_tf.errors import DataError
 
-  info = finetune.workdir_info(workdir)   # checked before the model is built
+  info = finetuned.workdir_info(workdir)   # checked before the model is built
   data_classes = list(shards.load_dataset_json(data_dir).get("classes") or [])
   if data_classes and info.get("classes") and data_classes != list(info["classes"]):
     raise DataError(
@@ -166,7 +154,7 @@ def evaluate(workdir, data_dir, *, num_clips=10, split=None, batch_size=None, ou
         f"on {len(info['classes'])} ({', '.join(info['classes'][:5])}"
         f"{', ...' if len(info['classes']) > 5 else ''}): evaluate on the dataset it was "
         "trained for.")
-  model, config, info = finetune.load_finetuned(workdir)
+  model, config, info = finetuned.load_finetuned(workdir)
   split = split or config.data.test_split
   ds = eval_dataset_for(config, data_dir, split=split, num_clips=num_clips,
                         batch_size=batch_size)
@@ -180,5 +168,6 @@ def evaluate(workdir, data_dir, *, num_clips=10, split=None, batch_size=None, ou
                  title=f"{os.path.basename(os.path.normpath(workdir))} ({split}, top-1 "
                        f"{100 * result['top1']:.1f}%)")
   result["confusion_png"] = confusion_png
-  write_json_atomic(output, result)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  fileio.write_json_atomic(output, result)
   return result

@@ -34,107 +34,17 @@ import os
 import keras
 import numpy as np
 
+from ctp_tf import fileio
 from ctp_tf.data import shards
-from ctp_tf.errors import DataError, RunFailed, WorkdirError
-
-FINAL_WEIGHTS = "final.weights.h5"
-
-
-class MissingWorkdirFile(WorkdirError, FileNotFoundError):
-  """A finetuning workdir without its config or final weights."""
+# Re-exported: `finetune.load_finetuned`, `finetune.FINAL_WEIGHTS`, ... are its public names.
+from ctp_tf.downstream.finetuned import (  # noqa: F401
+    CONFIG, FINAL_WEIGHTS, HISTORY, MissingWorkdirFile, build_classifier, build_variables,
+    load_finetuned, workdir_info)
+from ctp_tf.errors import DataError, RunFailed
 
 
 class TrainingDiverged(RunFailed, FloatingPointError):
   """The loss became non-finite or left train.max_loss; nothing final was written."""
-HISTORY = "history.json"
-CONFIG = "config.json"
-
-
-def _write_json_atomic(path, obj):
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
-
-
-def _config_from_dict(d):
-  import ml_collections
-  return ml_collections.ConfigDict(d)
-
-
-def build_classifier(config, num_classes, *, init_from=None, synchronized_bn=False):
-  """Standard backbone (scratch or restored from an export) + VideoClassifier.
-
-  `synchronized_bn`: cross-replica BatchNorm (as pretraining uses with several replicas).
-
-  Returns:
-    (classifier keras.Model, export config dict or None).
-  """
-  from ctp_tf import models
-  from ctp_tf.downstream import export
-
-  m = config.model
-  export_cfg = None
-  if init_from:
-    backbone, export_cfg = export.load_encoder(init_from, arch=m.arch,
-                                               width_multiplier=m.width_multiplier,
-                                               synchronized_bn=synchronized_bn)
-  else:
-    backbone = models.build_backbone(m.arch, "standard", width_multiplier=m.width_multiplier,
-                                     bn_epsilon=m.bn_epsilon, synchronized_bn=synchronized_bn)
-  model = models.VideoClassifier(backbone, num_classes, dropout=m.dropout)
-  return model, export_cfg
-
-
-def workdir_info(workdir):
-  """The `config.json` dict of a finetuning workdir (config, classes, num_classes, ...);
-  WorkdirError (one line) for a pretraining workdir or a directory without it."""
-  from ctp_tf.training import workdir as workdir_lib
-
-  cfg_path = os.path.join(workdir, CONFIG)
-  if workdir_lib.kind_of(workdir) == "export":
-    raise WorkdirError(f"--workdir={workdir} is an encoder export, not a finetuning workdir.")
-  if workdir_lib.kind_of(workdir) == "pretrain":
-    raise WorkdirError(f"--workdir={workdir} is a pretraining workdir; this needs a finetuning "
-                       "workdir (scripts/finetune.py --init_from=<its export> "
-                       "--workdir=<a new directory>).")
-  if not os.path.exists(cfg_path):
-    raise MissingWorkdirFile(f"{cfg_path} not found: --workdir must be a finetuning workdir "
-                             "(written by scripts/finetune.py).")
-  try:
-    with open(cfg_path) as f:
-      info = json.load(f)
-    info["config"]["model"]   # pylint: disable=pointless-statement
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise WorkdirError(f"{cfg_path} is not a finetuning config ({type(e).__name__}: {e}).") \
-        from None
-  return info
-
-
-def load_finetuned(workdir, weights=None):
-  """Rebuilds the classifier of a finetuning workdir and loads its final (or given) weights.
-
-  Returns:
-    (model, config ConfigDict, info dict with "classes", "num_classes", "weights").
-  """
-  info = workdir_info(workdir)
-  config = _config_from_dict(info["config"])
-  weights = weights or os.path.join(workdir, FINAL_WEIGHTS)
-  if not os.path.exists(weights):
-    raise MissingWorkdirFile(f"{weights} not found: finetuning in {workdir!r} has not finished "
-                            "(rerun scripts/finetune.py with the same --workdir to resume).")
-  model, _ = build_classifier(config, int(info["num_classes"]))
-  _build(model, config)
-  model.load_weights(weights)
-  info["weights"] = weights
-  return model, config, info
-
-
-def _build(model, config):
-  """Creates the variables with one small forward pass (needed before load_weights)."""
-  d = config.data
-  model(np.zeros((1, int(d.clip_len), int(d.crop_size), int(d.crop_size), 3), np.uint8),
-        training=False)
 
 
 class TenClipValidation(keras.callbacks.Callback):
@@ -189,7 +99,7 @@ class HistoryJson(keras.callbacks.Callback):
       v = float(np.asarray(v))
       entry[k] = None if math.isnan(v) else v
     entries.append(entry)
-    _write_json_atomic(self.path, {"epochs": entries})
+    fileio.write_json_atomic(self.path, {"epochs": entries})
 
 
 def _history_complete(workdir, epochs):
@@ -252,9 +162,8 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
                      config_fp):
   from ctp_tf.data import finetune_input, reader
   from ctp_tf.downstream import evaluate
-  from ctp_tf.training import callbacks as callbacks_lib
   from ctp_tf.training import optimizer as optimizer_lib
-  from ctp_tf.training import pretrain
+  from ctp_tf.training import fit_loop
   from ctp_tf.training import strategy as strategy_lib
 
   epochs = int(config.train.epochs)
@@ -267,18 +176,16 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
 
   multi_worker = strategy_lib.is_multi_worker(strat)
   chief = strategy_lib.is_chief(strat)
-  global_batch = (int(config.train.get("global_batch_size", 0))
-                  or int(config.train.batch_size) * strat.num_replicas_in_sync)
-  if global_batch % strat.num_replicas_in_sync:
-    raise ValueError(f"train.global_batch_size={global_batch} does not divide by the "
-                     f"{strat.num_replicas_in_sync} replicas.")
-  steps = int(config.train.steps_per_epoch) or max(1, num_videos // global_batch)
+  # More batch than videos still trains one step per epoch (pretraining refuses it).
+  plan = fit_loop.plan_batches(config.train, strat.num_replicas_in_sync, num_videos,
+                               at_least_one_step=True)
+  global_batch, steps = plan.global_batch, plan.steps_per_epoch
   keras.utils.set_random_seed(int(config.train.seed))
 
   with strat.scope():
     model, export_cfg = build_classifier(config, len(classes), init_from=init_from,
                                          synchronized_bn=strat.num_replicas_in_sync > 1)
-    _build(model, config)
+    build_variables(model, config)
     model.compile(
         optimizer=optimizer_lib.make_optimizer(config.optimizer, steps, global_batch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -286,87 +193,39 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
         jit_compile=bool(config.train.jit_compile),
         steps_per_execution=int(config.train.steps_per_execution))
 
-  if multi_worker:
-    callbacks_lib.patch_for_multi_worker(model)
   if chief:
-    _write_json_atomic(os.path.join(workdir, CONFIG), {
+    fileio.write_json_atomic(os.path.join(workdir, CONFIG), {
         "config": config.to_dict(), "num_classes": len(classes), "classes": classes,
         "init_from": os.path.abspath(init_from) if init_from else None,
         "export_config": export_cfg, "data_dir": os.path.abspath(data_dir),
         "global_batch": global_batch, "steps_per_epoch": steps,
         "strategy": type(strat).__name__, "replicas": strat.num_replicas_in_sync})
-
-  # Resume exactly as pretraining does: the newest complete backup (weights, optimizer moments,
-  # step counter) of this workdir, then the rest of the interrupted epoch, then whole epochs.
-  backup_dir = os.path.join(workdir, "backup")
-  if chief:
-    callbacks_lib.remove_stale_temporaries([backup_dir, os.path.join(workdir, "checkpoints"),
-                                            workdir])
   model.optimizer.build(model.trainable_variables)
-  fingerprint = callbacks_lib.state_fingerprint(model, config_fp)
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  try:
-    resumed = callbacks_lib.restore_latest(model, backup_dir, ckpt_dir, fingerprint=fingerprint,
-                                           set_aside_bad=chief)
-  except callbacks_lib.StateMismatchError as e:
-    raise WorkdirError(f"--workdir={workdir}: {e}. Start afresh with a new --workdir, or pass "
-                       "--overwrite to clear this one.") from None
-  start = callbacks_lib.global_step(model)
-  if resumed:
-    print(f"{workdir}: resuming at step {start} of {epochs * steps} ({resumed['path']}).",
-          flush=True)
 
-  def train_stream(start_step):
-    # The seed depends on the step training (re)starts at (pretrain.stream_seed): a resumed
-    # run draws new clips instead of replaying the first epoch's. One input pipeline per
-    # worker, each reading its own share of the shards, as in pretraining.
-    def fn(ctx):
-      return finetune_input.finetune_dataset(
-          data_dir, config.data, split=train_split,
-          batch_size=ctx.get_per_replica_batch_size(global_batch),
-          seed=pretrain.stream_seed(config.train.seed, start_step, ctx.input_pipeline_id),
-          num_input_pipelines=ctx.num_input_pipelines, input_pipeline_id=ctx.input_pipeline_id,
-          repeat=True)
-    return strat.distribute_datasets_from_function(fn)
+  # The resumable fit shared with pretraining (training/fit_loop.py): the newest complete
+  # backup (weights, optimizer moments, step counter) of this workdir, then the rest of the
+  # interrupted epoch, then whole epochs; one input pipeline per worker, each reading its own
+  # share of the shards; the stream's seed depends on the step training (re)starts at.
+  def stream(batch_size, seed, num_input_pipelines, input_pipeline_id):
+    return finetune_input.finetune_dataset(
+        data_dir, config.data, split=train_split, batch_size=batch_size, seed=seed,
+        num_input_pipelines=num_input_pipelines, input_pipeline_id=input_pipeline_id,
+        repeat=True)
 
-  every = int(config.train.get("eval_every_epochs", 10))
-  nan_guard = callbacks_lib.NanGuard(max_loss=config.train.get("max_loss", None))
-  callbacks = [
-      nan_guard,
-      TenClipValidation(lambda: evaluate.eval_dataset_for(config, data_dir), every=every,
-                        epochs=epochs),
-      callbacks_lib.StepLogs(),
-      callbacks_lib.StepBackup(backup_dir, int(config.train.get("backup_every_steps", 0)),
-                               steps, nan_guard=nan_guard, is_chief=chief,
-                               fingerprint=fingerprint),
-      callbacks_lib.Checkpoints(ckpt_dir, int(config.train.get("checkpoint_every_epochs", 1)),
-                                int(config.train.get("keep_checkpoints", 3)),
-                                nan_guard=nan_guard, is_chief=chief, fingerprint=fingerprint),
-  ]
-  if chief:
-    callbacks += [
-        HistoryJson(os.path.join(workdir, HISTORY)),
-        callbacks_lib.CSVLog(os.path.join(workdir, "log.csv")),
-        callbacks_lib.ScalarSummaries(os.path.join(workdir, "tb"),
-                                      int(config.train.get("log_every_steps", 10))),
-    ]
+  def on_resume(start, total, resumed):
+    print(f"{workdir}: resuming at step {start} of {total} ({resumed['path']}).", flush=True)
+
   verbose = int(config.train.get("verbose", 1)) if verbose == "auto" else verbose
-  verbose = verbose if chief else 0
-  total_steps = epochs * steps
-  step = start
-  while step < total_steps and not model.stop_training:
-    epoch, in_epoch = divmod(step, steps)
-    with reader.naming_bad_shards(data_dir, train_split, config.data.test_split):
-      model.fit(train_stream(step), epochs=epoch + 1 if in_epoch else epochs,
-                initial_epoch=epoch, steps_per_epoch=steps - in_epoch if in_epoch else steps,
-                callbacks=callbacks, verbose=verbose)
-    new_step = callbacks_lib.global_step(model)
-    if new_step == step or nan_guard.tripped:
-      break
-    step = new_step
-  if nan_guard.tripped:
-    if chief:   # backups after the last good loss carry the divergence: not resumed from
-      callbacks_lib.set_aside_after(nan_guard.last_good_step, backup_dir, ckpt_dir)
+  result = fit_loop.run(
+      model, strat, workdir=workdir, config_fp=config_fp, train=config.train, plan=plan,
+      dataset_fn=stream, chief=chief, multi_worker=multi_worker, verbose=verbose,
+      naming=reader.naming_bad_shards(data_dir, train_split, config.data.test_split),
+      before_logging=[TenClipValidation(lambda: evaluate.eval_dataset_for(config, data_dir),
+                                        every=int(config.train.get("eval_every_epochs", 10)),
+                                        epochs=epochs)],
+      chief_logging=[HistoryJson(os.path.join(workdir, HISTORY))], on_resume=on_resume)
+  nan_guard = result.nan_guard
+  if nan_guard.tripped:   # fit_loop set aside the backups written after the last good loss
     what = (f"loss above train.max_loss={nan_guard.max_loss:g}"
             if nan_guard.reason == "diverged" else "non-finite loss")
     raise TrainingDiverged(
@@ -375,7 +234,7 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
         "to resume from the last good backup.")
   if not chief:   # the chief writes the result; other workers have nothing more to do
     return {"epochs": epochs, "history": None, "weights": None}
-  callbacks_lib.save_weights_atomic(model, os.path.join(workdir, FINAL_WEIGHTS))
+  fileio.save_weights_atomic(model, os.path.join(workdir, FINAL_WEIGHTS))
   with open(os.path.join(workdir, HISTORY)) as f:
     entries = json.load(f)["epochs"]
   return _summary(workdir, entries)

@@ -161,9 +161,8 @@ def save_visualisation(clip, maps, png_path=None, gif_path=None, *, max_frames=8
   over = overlay(clip, maps["cam"])
   ggc = _to_image(maps["guided_cam"])
   if png_path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ctp_tf import figures
+    plt = figures.pyplot()
     chosen = np.unique(np.linspace(0, t - 1, min(max_frames, t)).round().astype(int))
     fig, axes = plt.subplots(3, len(chosen), figsize=(1.8 * len(chosen), 5.6), squeeze=False)
     for j, f in enumerate(chosen):
@@ -178,17 +177,14 @@ def save_visualisation(clip, maps, png_path=None, gif_path=None, *, max_frames=8
     if title:
       fig.suptitle(title)
     fig.tight_layout()
-    tmp = f"{png_path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    figures.save_figure(fig, png_path, dpi=100)
   if gif_path:
     from PIL import Image
     strip = np.concatenate([clip, over, ggc], axis=2)     # side by side
     images = [Image.fromarray(f) for f in strip]
-    tmp = f"{gif_path}.tmp-{os.getpid()}.gif"
-    images[0].save(tmp, save_all=True, append_images=images[1:], duration=120, loop=0)
-    os.replace(tmp, gif_path)
+    from ctp_tf import fileio
+    fileio.save_atomic(lambda tmp: images[0].save(tmp, save_all=True, append_images=images[1:],
+                                                  duration=120, loop=0), gif_path)
 
 
 def gradcam_videos(workdir, data_dir, video_indices, out_dir, *, split=None, class_index=None):

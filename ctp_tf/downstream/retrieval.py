@@ -28,6 +28,8 @@ import os
 
 import numpy as np
 
+from ctp_tf import fileio
+
 DEFAULT_KS = (1, 5, 10, 20, 50)
 
 
@@ -158,9 +160,9 @@ def extract_features(serve, data_dir, split, *, num_clips=10, clip_len=16, strid
 
 
 def _save_npz_atomic(path, meta, **arrays):
-  tmp = f"{path}.tmp-{os.getpid()}.npz"
-  np.savez(tmp, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-  os.replace(tmp, path)
+  fileio.save_atomic(
+      lambda tmp: np.savez(tmp, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays), path,
+      makedirs=False)
 
 
 def _load_cache(path, meta):

@@ -2,11 +2,12 @@
 
 import keras
 
+from ctp_tf.models.backbone_model import BackboneModel
 from ctp_tf.layers.initializers import NumpyNormal
 
 
 @keras.saving.register_keras_serializable(package="ctp_tf")
-class VideoClassifier(keras.Model):
+class VideoClassifier(BackboneModel, keras.Model):
   """Logits `[B, num_classes]` for clips `[B, T, H, W, 3]` (uint8 or 0..255 float when the
   backbone normalises its input).
 
@@ -39,10 +40,3 @@ class VideoClassifier(keras.Model):
     return {"name": self.name, "trainable": self.trainable,
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "num_classes": self.num_classes, "dropout": self.dropout}
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    config = dict(config)
-    backbone = keras.saving.deserialize_keras_object(config.pop("backbone"),
-                                                     custom_objects=custom_objects)
-    return cls(backbone=backbone, **config)

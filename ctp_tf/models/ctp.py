@@ -9,6 +9,7 @@ regresses normalised deltas against the frame-0 box (REFERENCE.md "Network for p
 import keras
 from keras import ops
 
+from ctp_tf.models.backbone_model import BackboneModel
 from ctp_tf.layers.initializers import NumpyNormal
 from ctp_tf.layers import synthesis_stage
 from ctp_tf.layers.roi_align import ROIAlign
@@ -81,7 +82,7 @@ def _scale_loss_for_distribution(loss):
 
 
 @keras.saving.register_keras_serializable(package="ctp_tf")
-class CtPModel(keras.Model):
+class CtPModel(BackboneModel, keras.Model):
   """Backbone + CtP head; trains with `model.fit` on the pretraining pipeline's batches.
 
   Called on `{"clip": [B, T, H, W, 3], "boxes": [B, N, T, 4]}` (only the frame-0 boxes are
@@ -209,13 +210,6 @@ class CtPModel(keras.Model):
         "target_means": list(self.target_means), "target_stds": list(self.target_stds),
         "spatial_scale": self.spatial_scale, "head_init_stds": list(self.head_init_stds),
     }
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    config = dict(config)
-    backbone = keras.saving.deserialize_keras_object(config.pop("backbone"),
-                                                     custom_objects=custom_objects)
-    return cls(backbone=backbone, **config)
 
 
 def build_ctp_model(model_config, *, clip_shape=(16, 112, 112), num_boxes=3,

@@ -2,13 +2,14 @@
 
 import keras
 
+from ctp_tf.models.backbone_model import BackboneModel
 from ctp_tf.layers.pooling import AdaptiveAveragePooling3D
 
 RETRIEVAL_GRID = (2, 3, 3)
 
 
 @keras.saving.register_keras_serializable(package="ctp_tf")
-class FeatureExtractor(keras.Model):
+class FeatureExtractor(BackboneModel, keras.Model):
   """`{"features": [B, C], "retrieval_features": [B, 2*3*3*C]}` from a backbone.
 
   `retrieval_features` are the backbone maps average-pooled to (2, 3, 3) with PyTorch's
@@ -45,10 +46,3 @@ class FeatureExtractor(keras.Model):
     return {"name": self.name, "trainable": self.trainable,
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "clip_shape": list(self.clip_shape) if self.clip_shape else None}
-
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    config = dict(config)
-    backbone = keras.saving.deserialize_keras_object(config.pop("backbone"),
-                                                     custom_objects=custom_objects)
-    return cls(backbone=backbone, **config)

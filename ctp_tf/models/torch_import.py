@@ -35,52 +35,57 @@ _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
 _IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
-def _torchvision_names(block_type, depth):
-  """{keras layer name: (kind, torch prefix)} for torchvision's video ResNets."""
-  names = {}
-  if block_type == "r3d":
-    names.update(stem_conv=("conv", "stem.0"), stem_bn=("bn", "stem.1"))
-  else:
-    names.update(stem_conv_s=("conv", "stem.0"), stem_bn_s=("bn", "stem.1"),
-                 stem_conv_t=("conv", "stem.3"), stem_bn_t=("bn", "stem.4"))
-  for stage, blocks in enumerate(STAGE_BLOCKS[depth], start=1):
-    for block in range(blocks):
-      k, t = f"stage{stage}_block{block + 1}", f"layer{stage}.{block}"
-      for c in (1, 2):
-        if block_type == "r3d":
-          names[f"{k}_conv{c}"] = ("conv", f"{t}.conv{c}.0")
-        else:
-          names[f"{k}_conv{c}_s"] = ("conv", f"{t}.conv{c}.0.0")
-          names[f"{k}_conv{c}_bn_s"] = ("bn", f"{t}.conv{c}.0.1")
-          names[f"{k}_conv{c}_t"] = ("conv", f"{t}.conv{c}.0.3")
-        names[f"{k}_bn{c}"] = ("bn", f"{t}.conv{c}.1")
-      names[f"{k}_downsample_conv"] = ("conv", f"{t}.downsample.0")
-      names[f"{k}_downsample_bn"] = ("bn", f"{t}.downsample.1")
-  return names
+# Where each Keras layer's tensors live in a PyTorch state dict, per layout: `{t}` is the block
+# (`layer<stage>.<block>`), `{c}` the conv of the block (1 or 2).
+_LAYOUT_NAMES = {
+    "torchvision": {
+        "stem_conv": "stem.0", "stem_bn": "stem.1", "stem_conv_s": "stem.0",
+        "stem_bn_s": "stem.1", "stem_conv_t": "stem.3", "stem_bn_t": "stem.4",
+        "conv": "{t}.conv{c}.0", "conv_s": "{t}.conv{c}.0.0", "conv_bn_s": "{t}.conv{c}.0.1",
+        "conv_t": "{t}.conv{c}.0.3", "bn": "{t}.conv{c}.1",
+        "downsample_conv": "{t}.downsample.0", "downsample_bn": "{t}.downsample.1"},
+    "ctp": {
+        "stem_conv": "stem.conv", "stem_bn": "stem.bn", "stem_conv_s": "stem.conv_s",
+        "stem_bn_s": "stem.bn_s", "stem_conv_t": "stem.conv_t", "stem_bn_t": "stem.bn_t",
+        "conv": "{t}.conv{c}.conv", "conv_s": "{t}.conv{c}.conv_s",
+        "conv_bn_s": "{t}.conv{c}.bn_s", "conv_t": "{t}.conv{c}.conv_t", "bn": "{t}.bn{c}",
+        "downsample_conv": "{t}.downsample.conv", "downsample_bn": "{t}.downsample_bn"},
+}
 
 
-def _ctp_names(block_type, depth, prefix):
-  names = {}
+def _layout_names(layout, block_type, depth, prefix=""):
+  """{keras layer name: (kind, torch prefix)} for a backbone in `layout`'s naming."""
+  n = _LAYOUT_NAMES[layout]
   p = prefix
-  if block_type == "r3d":
-    names.update(stem_conv=("conv", f"{p}stem.conv"), stem_bn=("bn", f"{p}stem.bn"))
-  else:
-    names.update(stem_conv_s=("conv", f"{p}stem.conv_s"), stem_bn_s=("bn", f"{p}stem.bn_s"),
-                 stem_conv_t=("conv", f"{p}stem.conv_t"), stem_bn_t=("bn", f"{p}stem.bn_t"))
+  names = {}
+  stem = ("stem_conv", "stem_bn") if block_type == "r3d" else \
+      ("stem_conv_s", "stem_bn_s", "stem_conv_t", "stem_bn_t")
+  for key in stem:
+    names[key] = ("conv" if "_conv" in key else "bn", p + n[key])
   for stage, blocks in enumerate(STAGE_BLOCKS[depth], start=1):
     for block in range(blocks):
       k, t = f"stage{stage}_block{block + 1}", f"{p}layer{stage}.{block}"
       for c in (1, 2):
         if block_type == "r3d":
-          names[f"{k}_conv{c}"] = ("conv", f"{t}.conv{c}.conv")
+          names[f"{k}_conv{c}"] = ("conv", n["conv"].format(t=t, c=c))
         else:
-          names[f"{k}_conv{c}_s"] = ("conv", f"{t}.conv{c}.conv_s")
-          names[f"{k}_conv{c}_bn_s"] = ("bn", f"{t}.conv{c}.bn_s")
-          names[f"{k}_conv{c}_t"] = ("conv", f"{t}.conv{c}.conv_t")
-        names[f"{k}_bn{c}"] = ("bn", f"{t}.bn{c}")
-      names[f"{k}_downsample_conv"] = ("conv", f"{t}.downsample.conv")
-      names[f"{k}_downsample_bn"] = ("bn", f"{t}.downsample_bn")
+          names[f"{k}_conv{c}_s"] = ("conv", n["conv_s"].format(t=t, c=c))
+          names[f"{k}_conv{c}_bn_s"] = ("bn", n["conv_bn_s"].format(t=t, c=c))
+          names[f"{k}_conv{c}_t"] = ("conv", n["conv_t"].format(t=t, c=c))
+        names[f"{k}_bn{c}"] = ("bn", n["bn"].format(t=t, c=c))
+      names[f"{k}_downsample_conv"] = ("conv", n["downsample_conv"].format(t=t, c=0))
+      names[f"{k}_downsample_bn"] = ("bn", n["downsample_bn"].format(t=t, c=0))
   return names
+
+
+def _torchvision_names(block_type, depth):
+  """{keras layer name: (kind, torch prefix)} for torchvision's video ResNets."""
+  return _layout_names("torchvision", block_type, depth)
+
+
+def _ctp_names(block_type, depth, prefix):
+  """The same for the CtP release's backbone (`prefix`: e.g. "backbone.")."""
+  return _layout_names("ctp", block_type, depth, prefix)
 
 
 def _torch_tensors(kind, prefix):

@@ -11,7 +11,7 @@ around it. What it writes in `workdir`:
   tb/              TensorBoard: scalars by global step, box images
   log.csv          one row per epoch (appended across restarts)
   metrics.json     final metrics and the run's status
-  export/          the encoder (`ctp_tf.downstream.export.export_encoder`)
+  export/          the encoder (`ctp_tf.training.export.export_encoder`)
 
 Resuming. Re-running the same command loads the newest backup (weights, optimizer moments,
 step counter, so the LR schedule continues) and trains from that step: first the rest of the
@@ -30,9 +30,13 @@ import time
 import numpy as np
 from absl import logging
 
-from ctp_tf.errors import UserError, WorkdirError
+from ctp_tf import fileio
+from ctp_tf.errors import UserError
 from ctp_tf.training import callbacks as cbs
+from ctp_tf.training import checkpoint as ckpt
 from ctp_tf.training import config_utils
+from ctp_tf.training import export as export_lib
+from ctp_tf.training import fit_loop
 from ctp_tf.training import optimizer as optim
 from ctp_tf.training import strategy as strat
 from ctp_tf.training import workdir as workdir_lib
@@ -44,12 +48,6 @@ class PretrainError(UserError, ValueError):
   """Bad input found before the model is built (data dir, batch, config)."""
 
 
-def stream_seed(seed, start_step, pipeline_id=0):
-  """Dataset seed for a stream (re)started at `start_step` on input pipeline `pipeline_id`."""
-  return int((int(seed) * 1_000_003 + int(start_step) * 7_919 + int(pipeline_id) * 104_729)
-             % (2**31 - 1))
-
-
 def _count_videos(data_dir, split):
   """Checks `data_dir` holds `split` shards; returns the number of videos (dataset.json)."""
   import tensorflow as tf
@@ -57,9 +55,9 @@ def _count_videos(data_dir, split):
     raise PretrainError("No --data_dir given (and the config does not make demo data).")
   if not tf.io.gfile.isdir(data_dir):
     raise PretrainError(f"--data_dir={data_dir} does not exist or is not a directory.")
-  pattern = os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
-  shards = tf.io.gfile.glob(pattern)
-  if not shards:
+  from ctp_tf.data import shards  # noqa: PLC0415
+  pattern = shards.shard_pattern(data_dir, split)
+  if not tf.io.gfile.glob(pattern):
     raise PretrainError(
         f"--data_dir={data_dir} has no '{split}' shards (looked for {pattern}). Convert videos "
         "first: scripts/make_tfrecords.py --dataset=... --video_dir=... --out_dir=DATA_DIR")
@@ -67,7 +65,6 @@ def _count_videos(data_dir, split):
   if not tf.io.gfile.exists(meta_path):
     raise PretrainError(f"--data_dir={data_dir} has shards but no dataset.json ({meta_path}); "
                         "it is written by scripts/make_tfrecords.py.")
-  from ctp_tf.data import shards  # noqa: PLC0415
   meta = shards.load_dataset_json(data_dir)
   try:
     count = int(meta["splits"][split]["videos"])
@@ -83,34 +80,8 @@ def _count_videos(data_dir, split):
 
 def plan_batches(config, num_replicas, num_videos):
   """Returns (per_replica_batch, global_batch, steps_per_epoch) or raises PretrainError."""
-  t = config.train
-  if t.get("global_batch_size", 0):
-    gb = int(t.global_batch_size)
-    if gb <= 0 or gb % num_replicas:
-      raise PretrainError(
-          f"train.global_batch_size={gb} does not divide over the {num_replicas} replicas; use a "
-          f"multiple of {num_replicas} (or set train.batch_size per replica).")
-    per_replica = gb // num_replicas
-  else:
-    per_replica = int(t.batch_size)
-    if per_replica <= 0:
-      raise PretrainError(f"train.batch_size={t.batch_size} must be a positive per-replica batch.")
-  global_batch = per_replica * num_replicas
-  if t.steps_per_epoch:
-    steps = int(t.steps_per_epoch)
-  else:
-    steps = num_videos // global_batch
-    if steps == 0:
-      raise PretrainError(
-          f"The global batch {global_batch} (= {per_replica} per replica x {num_replicas} "
-          f"replicas) is larger than the {num_videos} training videos; lower train.batch_size "
-          "or set train.steps_per_epoch.")
-  if int(t.epochs) <= 0:
-    raise PretrainError(f"train.epochs={t.epochs} must be positive.")
-  spe = int(t.get("steps_per_execution", 1) or 1)
-  if spe < 1:
-    raise PretrainError(f"train.steps_per_execution={spe} must be >= 1.")
-  return per_replica, global_batch, steps
+  plan = fit_loop.plan_batches(config.train, num_replicas, num_videos, error=PretrainError)
+  return plan.per_replica, plan.global_batch, plan.steps_per_epoch
 
 
 def _mixed_precision_policy(setting, strategy):
@@ -174,38 +145,12 @@ def _dummy_batch(clip_shape, num_boxes):
           "weights": np.ones((1, num_boxes, t), np.float32)}
 
 
-def _export(model, export_dir, config, clip_shape):
-  """The encoder to `export_dir`: export_encoder when it exists, else backbone weights."""
-  os.makedirs(export_dir, exist_ok=True)
-  try:
-    from ctp_tf.downstream.export import export_encoder
-  except ImportError:
-    export_encoder = None
-  if export_encoder is not None:
-    export_encoder(model, export_dir, config=config, clip_shape=clip_shape)
-    return "export_encoder"
-  backbone = getattr(model, "backbone", model)
-  cbs.save_weights_atomic(backbone, os.path.join(export_dir, "backbone.weights.h5"))
-  cbs.write_json_atomic(os.path.join(export_dir, "config.json"), config.to_dict())
-  return "backbone_weights"
-
-
 def _sample_batch(dataset_fn, data_dir, config, seed):
   """A fixed batch of 3 synthesised clips for the TensorBoard box images."""
   ds = dataset_fn(data_dir, config, batch_size=3, seed=seed + 12345, num_input_pipelines=1,
                   input_pipeline_id=0)
   from ctp_tf.data.pretrain_input import finish_batch
   return finish_batch(next(iter(ds)))   # accelerator placement: finished on the host
-
-
-def _restore(model, paths, fingerprint, chief, workdir):
-  """Newest readable backup or checkpoint (weights, optimizer, step together) or None."""
-  try:
-    return cbs.restore_latest(model, paths["backup"], paths["checkpoints"],
-                              fingerprint=fingerprint, set_aside_bad=chief)
-  except cbs.StateMismatchError as e:
-    raise WorkdirError(f"--workdir={workdir}: {e}. Start afresh with a new --workdir, or pass "
-                       "--overwrite to clear this one.") from None
 
 
 def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None,
@@ -266,9 +211,7 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   clip_len, crop = int(config.data.clip_len), int(config.data.crop_size)
   clip_shape = (clip_len, crop, crop)
   num_boxes = int(config.synthesis.num_trajectories)
-  paths = {k: os.path.join(workdir, v) for k, v in {
-      "backup": "backup", "checkpoints": "checkpoints", "tb": "tb", "csv": "log.csv",
-      "config": "config.json", "metrics": "metrics.json", "export": "export"}.items()}
+  paths = fit_loop.workdir_paths(workdir)
   # The lock, kind and model fingerprint of the workdir (refused at once when they do not fit).
   config_fp = workdir_lib.fingerprint(workdir_lib.pretrain_fields(config))
   stack = contextlib.ExitStack()
@@ -285,12 +228,11 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
   previous_policy = keras.config.dtype_policy()
   try:
     if chief:
-      cbs.remove_stale_temporaries([paths["backup"], paths["checkpoints"], workdir])
-      cbs.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
+      fileio.write_json_atomic(paths["config"], {"config": config.to_dict(), "run": run_info})
     logging.info("Pretraining: %s", json.dumps(run_info))
     if policy:
       keras.config.set_dtype_policy(policy)
-    # -- Model, optimizer, restore. --
+    # -- Model, optimizer. --
     # Same seed, same initial weights (and identical on every worker and replica).
     keras.utils.set_random_seed(int(config.train.seed))
     with s.scope():
@@ -300,84 +242,46 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       model.compile(optimizer=opt, jit_compile=bool(config.train.jit_compile),
                     steps_per_execution=int(config.train.steps_per_execution or 1))
       model.optimizer.build(model.trainable_variables)
-    if multi_worker:
-      cbs.patch_for_multi_worker(model)
-    fingerprint = cbs.state_fingerprint(model, config_fp)
-    resumed = _restore(model, paths, fingerprint, chief, workdir)
-    start = cbs.global_step(model)
-    if resumed:
-      logging.info("Resuming at step %d of %d (epoch %d).", start, total_steps,
+
+    # -- Restore, callbacks, the resumable fit (training/fit_loop.py). --
+    def stream(batch_size, seed, num_input_pipelines, input_pipeline_id):
+      return dataset_fn(data_dir, config, batch_size=batch_size, seed=seed,
+                        num_input_pipelines=num_input_pipelines,
+                        input_pipeline_id=input_pipeline_id)
+
+    def on_resume(start, total, _):
+      logging.info("Resuming at step %d of %d (epoch %d).", start, total,
                    start // steps_per_epoch)
 
-    def distributed(start_step):
-      def fn(ctx):
-        return dataset_fn(
-            data_dir, config, batch_size=ctx.get_per_replica_batch_size(global_batch),
-            seed=stream_seed(config.train.seed, start_step, ctx.input_pipeline_id),
-            num_input_pipelines=ctx.num_input_pipelines, input_pipeline_id=ctx.input_pipeline_id)
-      return s.distribute_datasets_from_function(fn)
-
-    nan_guard = cbs.NanGuard(max_loss=config.train.get("max_loss", None))
-    backup = cbs.StepBackup(paths["backup"], config.train.backup_every_steps, steps_per_epoch,
-                            nan_guard=nan_guard, is_chief=chief, fingerprint=fingerprint)
-    ckpts = cbs.Checkpoints(paths["checkpoints"], config.train.checkpoint_every_epochs,
-                            config.train.keep_checkpoints, nan_guard=nan_guard, is_chief=chief,
-                            fingerprint=fingerprint)
-    extra_callbacks = list(callbacks)
-    callbacks = [nan_guard, cbs.StepLogs(), backup, ckpts]
-    if chief:
-      callbacks += [cbs.CSVLog(paths["csv"]),
-                    cbs.ScalarSummaries(paths["tb"], config.train.log_every_steps)]
-      if config.train.log_images and hasattr(model, "decode") and not multi_worker:
-        callbacks.append(cbs.BoxImages(
-            paths["tb"], _sample_batch(dataset_fn, data_dir, config, int(config.train.seed)),
-            config.train.image_every_epochs))
-    callbacks += extra_callbacks
-    verbose = int(config.train.get("verbose", 1)) if chief else 0
-
-    last_logs = {}
-    if start >= total_steps and os.path.exists(paths["metrics"]):
-      # Re-running a finished command: nothing to train; keep the metrics it ended with.
-      with open(paths["metrics"]) as f:
-        last_logs = {k: v for k, v in json.load(f).items() if isinstance(v, float)}
-    step = start
+    chief_logging = []
+    if chief and config.train.log_images and hasattr(model, "decode") and not multi_worker:
+      chief_logging.append(cbs.BoxImages(
+          paths["tb"], _sample_batch(dataset_fn, data_dir, config, int(config.train.seed)),
+          config.train.image_every_epochs))
     # A damaged shard surfaces as TF's DataLossError without a file name: name the file.
     from ctp_tf.data import reader  # noqa: PLC0415
     naming = reader.naming_bad_shards(data_dir, split) if data_dir else contextlib.nullcontext()
-    while step < total_steps and not model.stop_training:
-      epoch, in_epoch = divmod(step, steps_per_epoch)
-      with naming:
-        if in_epoch:   # the rest of an interrupted epoch, then whole epochs
-          hist = model.fit(distributed(step), epochs=epoch + 1, initial_epoch=epoch,
-                           steps_per_epoch=steps_per_epoch - in_epoch, callbacks=callbacks,
-                           verbose=verbose)
-        else:
-          hist = model.fit(distributed(step), epochs=epochs, initial_epoch=epoch,
-                           steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                           verbose=verbose)
-      if hist.history:
-        last_logs = {k: float(v[-1]) for k, v in hist.history.items()}
-      new_step = cbs.global_step(model)
-      if new_step == step or nan_guard.tripped:
-        break
-      step = new_step
-    step = cbs.global_step(model)
+    result = fit_loop.run(
+        model, s, workdir=workdir, config_fp=config_fp, train=config.train,
+        plan=fit_loop.BatchPlan(per_replica, global_batch, steps_per_epoch), dataset_fn=stream,
+        chief=chief, multi_worker=multi_worker,
+        verbose=int(config.train.get("verbose", 1)), naming=naming,
+        chief_logging=chief_logging, extra_callbacks=callbacks, on_resume=on_resume)
+    start, step, nan_guard = result.start, result.step, result.nan_guard
+
+    last_logs = result.last_logs
+    if not last_logs and start >= total_steps and os.path.exists(paths["metrics"]):
+      # Re-running a finished command: nothing to train; keep the metrics it ended with.
+      with open(paths["metrics"]) as f:
+        last_logs = {k: v for k, v in json.load(f).items() if isinstance(v, float)}
 
     metrics = dict(last_logs)
     metrics.update({"global_step": step, "total_steps": total_steps,
                     "epochs_done": step / steps_per_epoch, "resumed_from_step": start,
                     "wall_seconds": time.time() - t0})
     if nan_guard.tripped:
-      # Backups after the last step whose weights gave an in-bound loss already carry the
-      # divergence: set them aside so that a rerun (with a lower lr) resumes before it.
-      if chief:
-        moved = cbs.set_aside_after(nan_guard.last_good_step, paths["backup"],
-                                    paths["checkpoints"])
-        if moved:
-          logging.warning("Set aside %d backup(s) written after step %d: %s", len(moved),
-                          nan_guard.last_good_step, moved)
-      good = cbs.list_backups(paths["backup"])
-      good_ckpt = cbs.latest_checkpoint(paths["checkpoints"])
+      good = ckpt.list_backups(paths["backup"])
+      good_ckpt = ckpt.latest_checkpoint(paths["checkpoints"])
       diverged = nan_guard.reason == "diverged"
       metrics["status"] = "diverged" if diverged else "nan_loss"
       metrics["nan_step"] = nan_guard.step
@@ -397,11 +301,12 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
       metrics["status"] = "completed"
       if chief:
         metrics["export"] = paths["export"]
-        metrics["export_kind"] = _export(model, paths["export"], config, clip_shape)
+        export_lib.export_encoder(model, paths["export"], config=config, clip_shape=clip_shape)
+        metrics["export_kind"] = "export_encoder"
     else:
       metrics["status"] = "stopped"
     if chief:
-      cbs.write_json_atomic(paths["metrics"], metrics)
+      fileio.write_json_atomic(paths["metrics"], metrics)
     return metrics
   finally:
     keras.config.set_dtype_policy(previous_policy)

@@ -23,6 +23,7 @@ import time
 
 from absl import logging
 
+from ctp_tf import fileio
 from ctp_tf.errors import WorkdirError
 
 KIND_FILE = "workdir.json"
@@ -204,9 +205,8 @@ def claim(workdir, kind, fields, *, overwrite=False, chief=True):
           f"--workdir={workdir} holds a {kind} run of another model ({changes}); its "
           "backups cannot be resumed with this config. Start afresh with a new --workdir, or "
           "pass --overwrite to clear this one.")
-    from ctp_tf.training import callbacks as cbs
-    cbs.write_json_atomic(os.path.join(workdir, KIND_FILE),
-                          {"kind": kind, "fingerprint": fingerprint(fields), "fields": fields})
+    fileio.write_json_atomic(os.path.join(workdir, KIND_FILE),
+                             {"kind": kind, "fingerprint": fingerprint(fields), "fields": fields})
     yield
   finally:
     _release(lock)
