@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from ctp_tf import figures
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Toy sizes for `--tiny`: the same stages, a model and data small enough for the test suite.
@@ -355,9 +357,7 @@ def _jsonable(obj):
 
 def plot_pretrain_curves(workdirs, out):
   """Loss and IoU (vs the static guess) per epoch of the pretraining runs, from `log.csv`."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
 
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
   for i, wd in enumerate(workdirs):
@@ -374,19 +374,13 @@ def plot_pretrain_curves(workdirs, out):
   ax1.legend(fontsize=7)
   ax2.legend(fontsize=7)
   fig.tight_layout()
-  tmp = out + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, out)
-  return out
+  return figures.save_figure(fig, out, dpi=110)
 
 
 def plot_figure1(rows, out):
   """Validation top-1 per finetuning epoch, both arms, mean and min-max band over seeds; one
   panel for all labels and one for few labels (the paper's Figure 1, from each run's history)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
 
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
   for ax, (title, pair) in zip(axes, (("all labels", ("ctp", "scratch")),
@@ -406,11 +400,7 @@ def plot_figure1(rows, out):
     ax.legend(fontsize=8)
   axes[0].set_ylabel("val top-1 (band: min-max over seeds)")
   fig.tight_layout()
-  tmp = out + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, out)
-  return out
+  return figures.save_figure(fig, out, dpi=110)
 
 
 def plot_trajectory_examples(data_dir, config, out_png, out_gif, seed):
