@@ -34,7 +34,7 @@ _MP4 = flags.DEFINE_float("mp4_fraction", 0.5, "Share of H.264 MP4 files (the re
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from ctp_tf.data import demo_data  # noqa: PLC0415
+  from ctp_tf.demo import data as demo_data  # noqa: PLC0415
   try:
     summary = demo_data.make_demo_data(
         _OUT_DIR.value, seed=_SEED.value, train_per_class=_TRAIN.value,

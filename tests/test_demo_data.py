@@ -10,7 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from ctp_tf.data import converters, demo_data
+from ctp_tf.data import converters
+from ctp_tf.demo import data as demo_data
 
 TINY = dict(train_per_class=2, test_per_class=1, width=48, height=32, min_frames=8,
             max_frames=12)
@@ -208,7 +209,7 @@ def test_training_clips_keep_texture_where_patches_move(tmp_path):
 
 
 def test_stale_cache_is_remade(tmp_path):
-  from ctp_tf import demo_assets
+  from ctp_tf.demo import assets as demo_assets
   small = dict(TINY, train_per_class=1, test_per_class=1)
   cache = str(tmp_path / "cache")
   demo_assets.ensure_demo_data(cache, progress=False, workers=1, **small)
@@ -228,7 +229,7 @@ def test_stale_cache_is_remade(tmp_path):
 def test_meta_boxes_match_the_rendered_object():
   """The zero-shot tracking stage's boxes (`demo_tracking.object_boxes`, from demo_meta.json's
   centres, half sizes and scales) cover the object as `render_video` draws it."""
-  from ctp_tf import demo_tracking
+  from ctp_tf.demo import tracking as demo_tracking
   sizes = {k: v for k, v in demo_data._defaults().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   for label in (0, 4, 6):

@@ -23,8 +23,7 @@ LAYERS = [
     {"ctp_tf.training"},                                          # 3 the fit loop, pretraining
     {"ctp_tf.downstream"},                                        # 4 export users, finetuning
     {"ctp_tf.plots", "ctp_tf.curves", "ctp_tf.cli"},              # 5 figures, script helpers
-    {"ctp_tf.demo", "ctp_tf.demo_assets", "ctp_tf.demo_tracking", "ctp_tf.demo_splits",
-     "ctp_tf.demo_stats"},                                        # 6 the demo (a user of all)
+    {"ctp_tf.demo"},                                              # 6 the demo (a user of all)
 ]
 
 
@@ -141,3 +140,10 @@ def test_the_checks_see_cycles_and_upward_imports():
       "ctp_tf.data (layer 2) imports ctp_tf.training (layer 3)"]
   assert module_imports("def f():\n  from ctp_tf.training import pretrain\n") == {
       "ctp_tf.training.pretrain"}
+
+
+def test_the_library_never_imports_the_demo():
+  # The demo (ctp_tf/demo/) is a user of the library: only scripts and tests import it.
+  users = sorted(m for m, imports in module_graph().items() if unit_of(m) != "ctp_tf.demo"
+                 and any(unit_of(i) == "ctp_tf.demo" for i in imports))
+  assert users == []

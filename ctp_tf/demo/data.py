@@ -27,7 +27,7 @@ Files are real encoded video (H.264 MP4 via libx264 and MJPEG AVI, mixed) in the
 half sizes): the boxes of the demo's zero-shot tracking stage.
 
 Example:
-  from ctp_tf.data import demo_data
+  from ctp_tf.demo import data as demo_data
   summary = demo_data.make_demo_data("/tmp/demo", seed=0)
   # then: scripts/make_tfrecords.py --dataset=ucf101 --video_dir=/tmp/demo/videos \
   #   --split_dir=/tmp/demo --out_dir=/tmp/demo_tfrecords --resize_short=0
