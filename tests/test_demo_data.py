@@ -3,6 +3,7 @@
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -88,7 +89,7 @@ def _index_from_name(path):
 
 def test_every_class_is_decided_by_motion_at_default_size():
   """Many default-size specs (no rendering): the trajectory gives the class, always."""
-  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+  sizes = {k: v for k, v in demo_data.default_sizes().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   means = {}
   for label, cls in enumerate(demo_data.CLASSES):
@@ -156,10 +157,20 @@ def test_scripts_make_and_convert_demo(tmp_path):
       v["frames"] for v in _meta(demo)["videos"] if v["split"] == "train")
 
 
+def test_make_demo_data_script_defaults_are_the_library_sizes():
+  """scripts/make_demo_data.py with no size flags makes what the demo makes (96 x 72, ...)."""
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_demo_data.py"),
+                         "--helpshort"], capture_output=True, text=True, timeout=120)
+  defaults = dict(re.findall(r"--(\w+): [^\n]*\n\s+\(default: '([^']*)'\)", proc.stdout))
+  sizes = demo_data.default_sizes()
+  assert (sizes["width"], sizes["height"]) == (96, 72)
+  assert {k: defaults.get(k) for k in sizes} == {k: str(v) for k, v in sizes.items()}
+
+
 def test_mirroring_changes_the_class_so_demo_finetuning_does_not_flip():
   """A left-right flip turns MoveRight into MoveLeft and clockwise into counter-clockwise: on
   this data flip augmentation would mislabel half the classes, so the demo config turns it off."""
-  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+  sizes = {k: v for k, v in demo_data.default_sizes().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   mirrored = {"MoveRight": "MoveLeft", "MoveLeft": "MoveRight", "MoveUp": "MoveUp",
               "MoveDown": "MoveDown", "Grow": "Grow", "Shrink": "Shrink",
@@ -185,7 +196,7 @@ def _texture_after_pipeline(module, tmp_path):
   short side 64 (the pipeline's bilinear rescale)."""
   import tensorflow as tf
   from ctp_tf.data import augment, convert
-  sizes = {k: v for k, v in module._defaults().items() if k in (
+  sizes = {k: v for k, v in module.default_sizes().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   out = []
   for label in range(len(module.CLASSES)):
@@ -230,7 +241,7 @@ def test_meta_boxes_match_the_rendered_object():
   """The zero-shot tracking stage's boxes (`demo_tracking.object_boxes`, from demo_meta.json's
   centres, half sizes and scales) cover the object as `render_video` draws it."""
   from ctp_tf.demo import tracking as demo_tracking
-  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+  sizes = {k: v for k, v in demo_data.default_sizes().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   for label in (0, 4, 6):
     spec = demo_data.video_spec(2, label, 1, **sizes)
