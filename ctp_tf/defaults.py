@@ -5,6 +5,10 @@ Every number here is a REFERENCE.md default; experiment files override what they
 
 import ml_collections
 
+# The spatial stride of CtP's pretraining backbone: stage 4 keeps its resolution (the paper;
+# 16, where stage 4 downsamples too, is the other choice). Every default of it is this one.
+BACKBONE_STRIDE = 8
+
 
 def synthesis_config():
   """CtP trajectory synthesis (REFERENCE.md "Trajectory synthesis"; seed defaults)."""
@@ -79,7 +83,7 @@ def ctp_model_config():
   c = ml_collections.ConfigDict()
   c.arch = "r3d_18"                # r3d_10/18/34, r2plus1d_10/18/34
   c.width_multiplier = 1.0
-  c.backbone_stride = 8            # 8 (stage 4 keeps resolution) or 16
+  c.backbone_stride = BACKBONE_STRIDE   # 8 (stage 4 keeps resolution) or 16
   c.squeeze = True
   c.roi_size = 5
   c.hidden = 512
