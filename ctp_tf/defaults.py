@@ -181,3 +181,26 @@ def finetune_config():
   c.train.eval_every_epochs = 10
   c.train.eval_batch_size = 4      # videos per 10-clip evaluation batch
   return c
+
+
+# ------------------------------------------------------------------------------- toy sizes
+# The same stages in seconds: 8 x 32 x 32 clips, width 1/8, 2 epochs. `configs/tiny.py` and
+# `scripts/demo.py --tiny` start from these and set only what they differ in.
+TINY_PRETRAIN = {"data.clip_len": 8, "data.short_sides": (32, 36), "data.crop_size": 32,
+                 "data.shuffle_buffer": 8, "synthesis.speed": 1.0, "model.width_multiplier": 0.125,
+                 "train.epochs": 2, "train.backup_every_steps": 2, "train.log_images": False}
+TINY_FINETUNE = {"data.clip_len": 8, "data.crop_size": 32, "data.num_test_clips": 2,
+                 "data.shuffle_buffer": 8, "model.width_multiplier": 0.125, "train.epochs": 2,
+                 "train.steps_per_epoch": 2, "train.eval_every_epochs": 1}
+
+
+def tiny_pretrain(c):
+  """Shrinks a pretraining config in place to `TINY_PRETRAIN`; returns it."""
+  c.update_from_flattened_dict(TINY_PRETRAIN)
+  return c
+
+
+def tiny_finetune(c):
+  """Shrinks a finetuning config in place to `TINY_FINETUNE`; returns it."""
+  c.update_from_flattened_dict(TINY_FINETUNE)
+  return c

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from ctp_tf import figures
+from ctp_tf import defaults, figures
 from ctp_tf.errors import UserError
 
 # Toy sizes for `--tiny`: the same stages, a model and data small enough for the test suite.
@@ -57,20 +57,12 @@ def pretrain_config(tiny, seed, path=None):
   c = _load_config(path or "demo")
   c.train.seed = seed
   c.train.verbose = 2 if not tiny else 0
-  if tiny:
-    c.data.clip_len = 8
-    c.data.short_sides = (32, 36)
-    c.data.crop_size = 32
-    c.data.shuffle_buffer = 8
+  if tiny:   # the library's toy sizes, a batch of 4 and 2 x 2 steps
+    defaults.tiny_pretrain(c)
     c.synthesis.scales = (6, 8, 12)
-    c.synthesis.speed = 1.0
-    c.model.width_multiplier = 0.125
     c.model.hidden = 16
     c.train.batch_size = 4
-    c.train.epochs = 2
     c.train.steps_per_epoch = 2
-    c.train.backup_every_steps = 2
-    c.train.log_images = False
   return c
 
 
@@ -85,25 +77,14 @@ def finetune_config(tiny, seed, path=None):
     c.few_label = ml_collections.ConfigDict(FEW_LABEL_DEFAULTS)
   c.train.seed = seed
   c.train.verbose = 2 if not tiny else 0
-  if tiny:
-    c.data.clip_len = 8
+  if tiny:   # the library's toy sizes, a batch of 4, and a toy few-label arm
+    defaults.tiny_finetune(c)
     c.data.stride = 1
-    c.data.crop_size = 32
     c.data.sizes = ((40, 32), (44, 36))
     c.data.test_resize = (40, 32)
-    c.data.num_test_clips = 2
-    c.data.shuffle_buffer = 8
-    c.model.width_multiplier = 0.125
     c.train.batch_size = 4
-    c.train.epochs = 2
-    c.train.eval_every_epochs = 1
-    c.train.steps_per_epoch = 2
-    c.few_label.fraction = 0.34
-    c.few_label.val_per_class = 1
-    c.few_label.epochs = 2
-    c.few_label.steps_per_epoch = 2
-    c.few_label.eval_every_epochs = 1
-    c.few_label.decay_epochs = ()
+    c.few_label.update(fraction=0.34, val_per_class=1, epochs=2, steps_per_epoch=2,
+                       eval_every_epochs=1, decay_epochs=())
   return c
 
 
