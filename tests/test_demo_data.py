@@ -182,12 +182,8 @@ def test_mirroring_changes_the_class_so_demo_finetuning_does_not_flip():
       centres = np.array(spec["main"]["centres"], np.float64)
       centres[:, 0] = sizes["width"] - 1 - centres[:, 0]
       assert demo_data.classify_trajectory(centres, spec["main"]["scale"]) == mirrored[cls]
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("finetune_demo",
-                                                os.path.join(REPO, "configs", "finetune_demo.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  assert module.get_config().data.flip_prob == 0.0
+  from ctp_tf.training.config_utils import load_config_file
+  assert load_config_file(os.path.join(REPO, "configs", "finetune_demo.py")).data.flip_prob == 0.0
 
 
 def _texture_after_pipeline(module, tmp_path):
