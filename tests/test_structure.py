@@ -8,6 +8,7 @@ runs on single modules (`ctp_tf.downstream.evaluate` <-> `ctp_tf.downstream.fine
 """
 
 import ast
+import re
 import pathlib
 
 import ctp_tf
@@ -147,3 +148,18 @@ def test_the_library_never_imports_the_demo():
   users = sorted(m for m, imports in module_graph().items() if unit_of(m) != "ctp_tf.demo"
                  and any(unit_of(i) == "ctp_tf.demo" for i in imports))
   assert users == []
+
+
+SYS_PATH_EDIT = re.compile(r"^[^#\n]*\bsys\.path\s*(\.insert|\.append|\.extend|\+=|=[^=])", re.M)
+
+
+def test_nothing_edits_sys_path():
+  # Scripts, benchmarks, tools and tests import the installed package (DESIGN.md).
+  repo = PACKAGE.parent
+  found = [f"{p.relative_to(repo)}:{text[:m.start()].count(chr(10)) + 1}"
+           for folder in ("ctp_tf", "scripts", "benchmarks", "tools", "tests")
+           for p in sorted((repo / folder).rglob("*.py"))
+           for text in [p.read_text()] for m in SYS_PATH_EDIT.finditer(text)]
+  assert found == []
+  assert SYS_PATH_EDIT.search("import sys\nsys.path.insert(0, ROOT)\n")
+  assert not SYS_PATH_EDIT.search("# its folder is sys.path[0] when run as a script\n")
