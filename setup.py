@@ -12,7 +12,11 @@ setup(
     description="Catch-the-Patch (CtP) video representation learning with Keras 3 and TensorFlow",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["ctp_tf", "ctp_tf.*"]),
+    # configs/ and scripts/ stay top-level folders of the repository and ship inside the
+    # package: `pip install .` gives `python -m ctp_tf.scripts.demo --tiny`, and
+    # `--config=configs/x.py` finds the packaged copy by name (config_utils.find_config).
+    packages=find_packages(include=["ctp_tf", "ctp_tf.*"]) + ["ctp_tf.configs", "ctp_tf.scripts"],
+    package_dir={"ctp_tf.configs": "configs", "ctp_tf.scripts": "scripts"},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",

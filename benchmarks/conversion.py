@@ -41,7 +41,8 @@ _BEAM_MODES = flags.DEFINE_list("beam_modes", ["multi_processing", "multi_thread
 def main(argv):
   del argv
   os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-  from ctp_tf.data import convert, demo_data  # noqa: PLC0415
+  from ctp_tf.data import convert  # noqa: PLC0415
+  from ctp_tf.demo import data as demo_data  # noqa: PLC0415
   tmp = tempfile.mkdtemp(prefix="ctp_conv_bench_")
   try:
     demo = _DEMO_DIR.value or os.path.join(tmp, "demo")

@@ -16,12 +16,11 @@ dedicated core would deliver and is less sensitive to other load on a shared mac
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
 from absl import app, flags
+
+import bench_worker   # beside this script
 
 flags.DEFINE_integer("videos", 64, "Synthetic videos per stored size.")
 flags.DEFINE_integer("frames", 60, "Frames per synthetic video.")
@@ -80,36 +79,16 @@ def _reduced_decode():
 
 def run_worker(data_dir, threads):
   """Times the pipeline in this process; returns a result dict."""
-  if threads == "1":
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-  import resource
-  import tensorflow as tf
+  options = bench_worker.single_core(threads)
   from ctp_tf import defaults
   from ctp_tf.data import finetune_input
 
-  options = None
-  if threads == "1":
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    options = tf.data.Options()
-    options.threading.private_threadpool_size = 1
-    options.threading.max_intra_op_parallelism = 1
   config = defaults.finetune_data_config()
   config.reduced_decode = _reduced_decode()
   ds = finetune_input.finetune_dataset(data_dir, config, batch_size=FLAGS.batch_size, seed=0,
                                        options=options)
-  it = iter(ds)
-  for _ in range(FLAGS.warmup):
-    next(it)
-  wall, cpu = time.perf_counter(), time.process_time()
-  for _ in range(FLAGS.batches):
-    next(it)
-  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-  clips = FLAGS.batches * FLAGS.batch_size
-  return {"clips_per_s": round(clips / wall, 1), "clips_per_cpu_s": round(clips / cpu, 1),
-          "cpus_used": round(cpu / wall, 2),
-          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-          "cores": 1 if threads == "1" else len(os.sched_getaffinity(0))}
+  return bench_worker.time_batches(iter(ds), warmup=FLAGS.warmup, batches=FLAGS.batches,
+                                   batch_size=FLAGS.batch_size)[1]
 
 
 def main(argv):
@@ -126,33 +105,16 @@ def main(argv):
   for stored in FLAGS.stored:
     w, h = (int(v) for v in stored.split("x"))
     data_dir = os.path.join(work, stored)
-    if not os.path.exists(os.path.join(data_dir, "train-00003-of-00004.tfrecord")):
-      os.makedirs(data_dir, exist_ok=True)
-      t = time.time()
-      jpeg_bytes = make_shards(data_dir, w, h, FLAGS.videos, FLAGS.frames)
-      print(f"made {stored} shards in {time.time() - t:.0f}s", file=sys.stderr)
-    else:
-      jpeg_bytes = None
+    jpeg_bytes = bench_worker.ensure_shards(
+        data_dir, lambda: make_shards(data_dir, w, h, FLAGS.videos, FLAGS.frames), stored)
     for threads in FLAGS.threads:
-      cmd = [sys.executable, os.path.abspath(__file__), f"--worker_data_dir={data_dir}",
-             f"--worker_threads={threads}", f"--batch_size={FLAGS.batch_size}",
-             f"--batches={FLAGS.batches}", f"--warmup={FLAGS.warmup}",
-             f"--reduced_decode={FLAGS.reduced_decode}"]
-      out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-      line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-      if not line:
-        raise RuntimeError(f"worker failed ({stored}, {threads}):\n{out.stderr[-3000:]}")
-      run = {"stored": stored, "threads": threads, **json.loads(line[0][len("RESULT "):])}
-      if jpeg_bytes:
-        run["stored_bytes_per_frame"] = round(jpeg_bytes)
-      results["runs"].append(run)
-      print(json.dumps(run), file=sys.stderr)
-  results["load_average_after"] = os.getloadavg()
-  text = json.dumps(results, indent=2)
-  print(text)
-  if FLAGS.output:
-    from ctp_tf import fileio
-    fileio.write_text_atomic(FLAGS.output, text)
+      args = [f"--worker_data_dir={data_dir}", f"--worker_threads={threads}",
+              f"--batch_size={FLAGS.batch_size}", f"--batches={FLAGS.batches}",
+              f"--warmup={FLAGS.warmup}", f"--reduced_decode={FLAGS.reduced_decode}"]
+      run = {"stored": stored, "threads": threads,
+             **bench_worker.run_in_subprocess(__file__, args, f"{stored}, {threads}")}
+      bench_worker.add_run(results, run, jpeg_bytes)
+  bench_worker.finish(results, FLAGS.output)
 
 
 if __name__ == "__main__":

@@ -75,12 +75,12 @@ the same shards (one core each, alternated): ratio to the PyTorch release 1.14 (
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 from absl import app, flags
+
+import bench_worker   # beside this script
 
 
 flags.DEFINE_integer("videos", 64, "Synthetic videos per stored size.")
@@ -255,39 +255,20 @@ def jpeg_floor(data_dir, clip_len=16, repeats=40):
 
 def run_worker(data_dir, threads, stage):
   """Times one setting in this process; returns a result dict."""
-  if threads == "1":
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-  import resource
-  import tensorflow as tf
+  options = bench_worker.single_core(threads)
   from ctp_tf import defaults
 
-  options = None
-  if threads == "1":
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    options = tf.data.Options()
-    options.threading.private_threadpool_size = 1
-    options.threading.max_intra_op_parallelism = 1
   if stage == "jpeg_floor":
     return {**jpeg_floor(data_dir), "cores": 1}
   config = defaults.pretrain_config()
   config.data.reduced_decode = FLAGS.reduced_decode
   config.synthesis.placement = FLAGS.worker_placement
-  it = iter(_dataset(data_dir, config, stage, options))
-  for _ in range(FLAGS.warmup):
-    next(it)
-  wall, cpu = time.perf_counter(), time.process_time()
-  for _ in range(FLAGS.batches):
-    batch = next(it)
-  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  batch, stats = bench_worker.time_batches(iter(_dataset(data_dir, config, stage, options)),
+                                           warmup=FLAGS.warmup, batches=FLAGS.batches,
+                                           batch_size=FLAGS.batch_size)
   assert batch["clip"].shape[1:] == (16, 112, 112, 3), batch["clip"].shape
-  clips = FLAGS.batches * FLAGS.batch_size
   # What the batches were: finished clips, or crops for the step to finish (accelerator).
-  made = "accelerator" if "synth_source" in batch else "input"
-  return {"batches_made_for": made, "clips_per_s": round(clips / wall, 1), "clips_per_cpu_s": round(clips / cpu, 1),
-          "cpu_ms_per_clip": round(1000 * cpu / clips, 2), "cpus_used": round(cpu / wall, 2),
-          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-          "cores": 1 if threads == "1" else len(os.sched_getaffinity(0))}
+  return {"batches_made_for": "accelerator" if "synth_source" in batch else "input", **stats}
 
 
 def main(argv):
@@ -313,36 +294,19 @@ def main(argv):
   for stored in FLAGS.stored:
     w, h = (int(v) for v in stored.split("x"))
     data_dir = os.path.join(work, f"{FLAGS.frames_kind}_{stored}")
-    bytes_per_frame = None
-    if not os.path.exists(os.path.join(data_dir, "train-00003-of-00004.tfrecord")):
-      os.makedirs(data_dir, exist_ok=True)
-      t = time.time()
-      bytes_per_frame = make_shards(data_dir, w, h, FLAGS.videos, FLAGS.frames,
-                                    kind=FLAGS.frames_kind)
-      print(f"made {stored} shards in {time.time() - t:.0f}s", file=sys.stderr)
+    bytes_per_frame = bench_worker.ensure_shards(
+        data_dir, lambda: make_shards(data_dir, w, h, FLAGS.videos, FLAGS.frames,
+                                      kind=FLAGS.frames_kind), stored)
     for threads, stage, placement in settings:
-      cmd = [sys.executable, os.path.abspath(__file__), f"--worker_data_dir={data_dir}",
-             f"--worker_threads={threads}", f"--worker_stage={stage}",
-             f"--worker_placement={placement}",
-             f"--batch_size={FLAGS.batch_size}", f"--batches={FLAGS.batches}",
-             f"--warmup={FLAGS.warmup}", f"--reduced_decode={FLAGS.reduced_decode}"]
-      out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-      line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-      if not line:
-        raise RuntimeError(f"worker failed ({stored}, {threads}, {stage}, {placement}):\n"
-                           f"{out.stderr[-3000:]}")
+      args = [f"--worker_data_dir={data_dir}", f"--worker_threads={threads}",
+              f"--worker_stage={stage}", f"--worker_placement={placement}",
+              f"--batch_size={FLAGS.batch_size}", f"--batches={FLAGS.batches}",
+              f"--warmup={FLAGS.warmup}", f"--reduced_decode={FLAGS.reduced_decode}"]
       run = {"stored": stored, "threads": threads, "stage": stage, "placement": placement,
-             **json.loads(line[0][len("RESULT "):])}
-      if bytes_per_frame:
-        run["stored_bytes_per_frame"] = round(bytes_per_frame)
-      results["runs"].append(run)
-      print(json.dumps(run), file=sys.stderr)
-  results["load_average_after"] = os.getloadavg()
-  text = json.dumps(results, indent=2)
-  print(text)
-  if FLAGS.output:
-    from ctp_tf import fileio
-    fileio.write_text_atomic(FLAGS.output, text)
+             **bench_worker.run_in_subprocess(
+                 __file__, args, f"{stored}, {threads}, {stage}, {placement}")}
+      bench_worker.add_run(results, run, bytes_per_frame)
+  bench_worker.finish(results, FLAGS.output)
 
 
 if __name__ == "__main__":

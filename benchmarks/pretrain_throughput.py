@@ -126,7 +126,7 @@ def main(argv):
   import tensorflow as tf
   data_dir = _DATA_DIR.value
   if not data_dir:
-    from ctp_tf import demo_assets
+    from ctp_tf.demo import assets as demo_assets
     data_dir = demo_assets.ensure_demo_data(progress=False)
   results = [bench(s, data_dir) for s in _SIZES.value]
   out = {

@@ -3,7 +3,7 @@
 R3D-10 at width 1/4 on 16 x 64 x 64 clips. The synthesis sizes and speeds are the reference
 ones scaled by 64/112 so patches cover the same share of the frame and move the same share of
 it per frame. `data_dir` empty means: make and convert the demo data on first use
-(`ctp_tf.demo_assets.ensure_demo_data`, cached in ~/.cache/ctp_tf/demo or $CTP_TF_DEMO_DIR).
+(`ctp_tf.demo.assets.ensure_demo_data`, cached in ~/.cache/ctp_tf/demo or $CTP_TF_DEMO_DIR).
 """
 
 from ctp_tf import defaults
@@ -13,7 +13,6 @@ SCALE = 64 / 112
 
 def get_config():
   c = defaults.pretrain_config()
-  c.demo_data = True               # no --data_dir: use (and make) the demo shards
   c.data.clip_len = 16
   c.data.short_sides = (64, 72, 80)
   c.data.crop_size = 64

@@ -5,7 +5,7 @@ reference (w, h) scales and the 171x128 test resize are multiplied by 64/112 so 
 the same share of the frame. 6 epochs at lr 0.2 (at batch 32), x0.1 at epoch 5, 5-clip
 validation every 2 epochs; the few-label arm (`few_label`, used by scripts/demo.py) 8 x 4
 steps.
-With no --data_dir the demo shards are made on first use (`ctp_tf.demo_assets`).
+With no --data_dir the demo shards are made on first use (`ctp_tf.demo.assets`).
 
   python scripts/finetune.py --workdir=runs/ft_scratch
   python scripts/finetune.py --workdir=runs/ft_ctp --init_from=runs/demo_pretrain/export
@@ -24,8 +24,6 @@ def _scaled(wh):
 
 def get_config():
   c = defaults.finetune_config()
-  c.dataset = "demo"
-  c.demo_data = True
   c.data.clip_len = 16
   c.data.stride = 2
   c.data.crop_size = 64
@@ -47,7 +45,7 @@ def get_config():
   c.train.eval_every_epochs = 2
   c.train.backup_every_steps = 25
   c.train.keep_checkpoints = 2
-  # The demo's per-seed splits (ctp_tf.demo_splits): `val_per_class` training videos per class
+  # The demo's per-seed splits (ctp_tf.demo.splits): `val_per_class` training videos per class
   # become the validation set of the per-epoch curves (never the test split); the few-label
   # arm trains on `fraction` of each class's remaining training videos, stratified and fixed
   # by the seed, for `epochs` x `steps_per_epoch` steps with the same lr for both arms.

@@ -30,7 +30,9 @@ def fail(message, code=2):
 
 def check_config_argv(config_default, config_flag="config", argv=None):
   """Checks `--config=PATH` and the `--config.a.b` keys of `argv` (default sys.argv): one line
-  and exit 2 when the file is missing or a key is misspelt (close keys listed).
+  and exit 2 when the file is missing or a key is misspelt (close keys listed). A PATH that
+  does not exist but names a config of the repository or of the installed package
+  (`config_utils.find_config`) is replaced in `argv` by that file's path.
 
   Call it before `config_flags.DEFINE_config_file`: that call already loads the file and
   applies the overrides from sys.argv, and would raise a long traceback.
@@ -40,7 +42,7 @@ def check_config_argv(config_default, config_flag="config", argv=None):
   if any(a in ("--help", "--helpshort", "--helpfull", "-h") for a in argv[1:]):
     return
   try:
-    path = config_utils.config_path_from_argv(argv, config_default, config_flag)
+    path = config_utils.config_path_from_argv(argv, config_default, config_flag, resolve=True)
     config_utils.check_override_flags(argv, config_utils.load_config_file(path), config_flag)
   except (UserError, FileNotFoundError) as e:
     fail(e)

@@ -5,6 +5,10 @@ Every number here is a REFERENCE.md default; experiment files override what they
 
 import ml_collections
 
+# The spatial stride of CtP's pretraining backbone: stage 4 keeps its resolution (the paper;
+# 16, where stage 4 downsamples too, is the other choice). Every default of it is this one.
+BACKBONE_STRIDE = 8
+
 
 def synthesis_config():
   """CtP trajectory synthesis (REFERENCE.md "Trajectory synthesis"; seed defaults)."""
@@ -79,7 +83,7 @@ def ctp_model_config():
   c = ml_collections.ConfigDict()
   c.arch = "r3d_18"                # r3d_10/18/34, r2plus1d_10/18/34
   c.width_multiplier = 1.0
-  c.backbone_stride = 8            # 8 (stage 4 keeps resolution) or 16
+  c.backbone_stride = BACKBONE_STRIDE   # 8 (stage 4 keeps resolution) or 16
   c.squeeze = True
   c.roi_size = 5
   c.hidden = 512
@@ -176,4 +180,27 @@ def finetune_config():
   c.train.epochs = 150
   c.train.eval_every_epochs = 10
   c.train.eval_batch_size = 4      # videos per 10-clip evaluation batch
+  return c
+
+
+# ------------------------------------------------------------------------------- toy sizes
+# The same stages in seconds: 8 x 32 x 32 clips, width 1/8, 2 epochs. `configs/tiny.py` and
+# `scripts/demo.py --tiny` start from these and set only what they differ in.
+TINY_PRETRAIN = {"data.clip_len": 8, "data.short_sides": (32, 36), "data.crop_size": 32,
+                 "data.shuffle_buffer": 8, "synthesis.speed": 1.0, "model.width_multiplier": 0.125,
+                 "train.epochs": 2, "train.backup_every_steps": 2, "train.log_images": False}
+TINY_FINETUNE = {"data.clip_len": 8, "data.crop_size": 32, "data.num_test_clips": 2,
+                 "data.shuffle_buffer": 8, "model.width_multiplier": 0.125, "train.epochs": 2,
+                 "train.steps_per_epoch": 2, "train.eval_every_epochs": 1}
+
+
+def tiny_pretrain(c):
+  """Shrinks a pretraining config in place to `TINY_PRETRAIN`; returns it."""
+  c.update_from_flattened_dict(TINY_PRETRAIN)
+  return c
+
+
+def tiny_finetune(c):
+  """Shrinks a finetuning config in place to `TINY_FINETUNE`; returns it."""
+  c.update_from_flattened_dict(TINY_FINETUNE)
   return c

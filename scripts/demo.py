@@ -13,13 +13,13 @@ few labels) -> 5-clip evaluation. Then results.json with paired comparisons and 
 """
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from ctp_tf import cli  # noqa: E402
+from ctp_tf.errors import UserError  # noqa: E402
 
 _OUT = flags.DEFINE_string("out_dir", "runs/demo", "Where runs, figures and report.md go.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"],
@@ -37,36 +37,32 @@ _THREADS = flags.DEFINE_integer("intra_op_threads", None,
                                 "$CTP_TF_INTRA_OP_THREADS, else TensorFlow's choice).")
 
 
-def _fail(message):
-  sys.stderr.write(f"error: {message}\n")
-  sys.exit(2)
-
-
 def main(argv):
   if len(argv) > 1:
-    _fail(f"unexpected arguments: {argv[1:]}")
-  from ctp_tf import demo
+    raise UserError(f"unexpected arguments: {argv[1:]}")
+  from ctp_tf.demo import run
+  from ctp_tf.training import config_utils
   try:
     seeds = [int(s) for s in _SEEDS.value]
   except ValueError:
-    _fail(f"--seeds must be integers, got {_SEEDS.value}")
+    raise UserError(f"--seeds must be integers, got {_SEEDS.value}") from None
   if not seeds:
-    _fail("--seeds needs at least one seed")
+    raise UserError("--seeds needs at least one seed")
   for flag in (_PRE, _FT):
-    if flag.value and not os.path.isfile(flag.value):
-      _fail(f"--{flag.name}: {flag.value} is not a file")
+    if flag.value:
+      try:
+        config_utils.load_config_file(flag.value)
+      except config_utils.ConfigFileError as e:
+        raise UserError(f"--{flag.name}: {e}") from None
   if _DATA.value and not os.path.isfile(os.path.join(_DATA.value, "dataset.json")):
-    _fail(f"--data_dir: {_DATA.value} has no dataset.json (make it with "
-          "scripts/make_tfrecords.py)")
+    raise UserError(f"--data_dir: {_DATA.value} has no dataset.json (make it with "
+                    "scripts/make_tfrecords.py)")
   if _THREADS.value is not None and _THREADS.value < 1:
-    _fail("--intra_op_threads must be >= 1")
-  try:
-    demo.run_demo(_OUT.value, seeds=seeds, tiny=_TINY.value, data_dir=_DATA.value,
-                  pretrain_path=_PRE.value, finetune_path=_FT.value,
-                  intra_op_threads=_THREADS.value)
-  except demo.DemoInputError as e:
-    _fail(str(e))
+    raise UserError("--intra_op_threads must be >= 1")
+  run.run_demo(_OUT.value, seeds=seeds, tiny=_TINY.value, data_dir=_DATA.value,
+               pretrain_path=_PRE.value, finetune_path=_FT.value,
+               intra_op_threads=_THREADS.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,15 +13,13 @@ Writes WORKDIR/config.json, history.json, log.csv, tb/, backup/, checkpoints/ an
 final.weights.h5 (the last epoch's model); evaluate it with scripts/evaluate.py.
 """
 
-import os
-
-from absl import app, flags
+from absl import flags
 
 from ctp_tf import cli
+from ctp_tf.training import config_utils
 from ml_collections import config_flags
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(_ROOT, "configs", "finetune_demo.py")
+DEFAULT_CONFIG = config_utils.find_config("finetune_demo")
 
 if __name__ == "__main__":
   cli.check_config_argv(DEFAULT_CONFIG)   # before the flag parses sys.argv
@@ -48,10 +46,8 @@ def main(argv):
 
   data_dir = FLAGS.data_dir
   if not data_dir:
-    if not FLAGS.config.get("demo_data", False):
-      raise app.UsageError("--data_dir is required (only demo configs have embedded data).")
-    from ctp_tf import demo_assets
-    data_dir = demo_assets.ensure_demo_data()
+    from ctp_tf.demo import assets  # the demo configs come with data
+    data_dir = assets.data_dir_for(config_flags.get_config_filename(FLAGS["config"]))
   try:
     result = finetune.finetune(FLAGS.config, data_dir=data_dir, workdir=FLAGS.workdir,
                                init_from=FLAGS.init_from, strategy=FLAGS.strategy,

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags
 
-from ctp_tf import cli
+from ctp_tf import cli, defaults
 
 
 FLAGS = flags.FLAGS
@@ -26,7 +26,8 @@ flags.DEFINE_enum("arch", "r3d_18", ["r3d_10", "r3d_18", "r3d_34", "r2plus1d_10"
 flags.DEFINE_enum("layout", "torchvision", ["torchvision", "ctp"],
                   "Tensor names: torchvision's video models or the PyTorch CtP release.")
 flags.DEFINE_enum("preset", "standard", ["standard", "pretrain"], "Backbone strides.")
-flags.DEFINE_integer("backbone_stride", 8, "Spatial stride of the pretrain preset (8 or 16).")
+flags.DEFINE_integer("backbone_stride", defaults.BACKBONE_STRIDE,
+                     "Spatial stride of the pretrain preset (8 or 16).")
 
 
 def main(argv):

@@ -10,31 +10,31 @@ Layout of OUT_DIR: `videos/<Class>/v_<Class>_gXX_cYY.{mp4,avi}`, `classInd.txt`,
 main-object trajectory). Re-running over a complete directory writes nothing.
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
+from ctp_tf import cli
+from ctp_tf.demo import data as demo_data
 
-from ctp_tf import cli  # noqa: E402
-
+_D = demo_data.default_sizes()   # the sizes the demo itself makes (scripts/demo.py)
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Destination directory.", required=True)
 _SEED = flags.DEFINE_integer("seed", 0, "Everything random derives from this seed.")
-_TRAIN = flags.DEFINE_integer("train_per_class", 24, "Training videos per class.")
-_TEST = flags.DEFINE_integer("test_per_class", 8, "Test videos per class.")
-_WIDTH = flags.DEFINE_integer("width", 128, "Frame width (even).")
-_HEIGHT = flags.DEFINE_integer("height", 96, "Frame height (even).")
-_MIN_FRAMES = flags.DEFINE_integer("min_frames", 40, "Fewest frames per video.")
-_MAX_FRAMES = flags.DEFINE_integer("max_frames", 64, "Most frames per video.")
-_FPS = flags.DEFINE_integer("fps", 25, "Frame rate written into the files.")
-_MP4 = flags.DEFINE_float("mp4_fraction", 0.5, "Share of H.264 MP4 files (the rest MJPEG AVI).")
+_TRAIN = flags.DEFINE_integer("train_per_class", _D["train_per_class"],
+                              "Training videos per class.")
+_TEST = flags.DEFINE_integer("test_per_class", _D["test_per_class"], "Test videos per class.")
+_WIDTH = flags.DEFINE_integer("width", _D["width"], "Frame width (even).")
+_HEIGHT = flags.DEFINE_integer("height", _D["height"], "Frame height (even).")
+_MIN_FRAMES = flags.DEFINE_integer("min_frames", _D["min_frames"], "Fewest frames per video.")
+_MAX_FRAMES = flags.DEFINE_integer("max_frames", _D["max_frames"], "Most frames per video.")
+_FPS = flags.DEFINE_integer("fps", _D["fps"], "Frame rate written into the files.")
+_MP4 = flags.DEFINE_float("mp4_fraction", _D["mp4_fraction"],
+                          "Share of H.264 MP4 files (the rest MJPEG AVI).")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from ctp_tf.data import demo_data  # noqa: PLC0415
   try:
     summary = demo_data.make_demo_data(
         _OUT_DIR.value, seed=_SEED.value, train_per_class=_TRAIN.value,

@@ -15,15 +15,13 @@ status 0 when training completed, 1 on a NaN loss or one above train.max_loss (t
 backup is kept and named), 2 on bad input (one line on stderr).
 """
 
-import os
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ctp_tf import cli
+from ctp_tf.training import config_utils
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "configs", "demo.py")
+DEFAULT_CONFIG = config_utils.find_config("demo")
 
 if __name__ == "__main__":
   cli.check_config_argv(DEFAULT_CONFIG)   # before the flag parses sys.argv
@@ -57,10 +55,11 @@ def main(argv):
     with config.unlocked():
       config.data.service_address = _DATA_SERVICE.value
   data_dir = _DATA_DIR.value
-  if not data_dir and config.get("demo_data", False):
-    from ctp_tf import demo_assets  # noqa: PLC0415
-    logging.info("No --data_dir: using the demo data (made on first use).")
-    data_dir = demo_assets.ensure_demo_data(_DEMO_DIR.value)
+  if not data_dir:
+    from ctp_tf.demo import assets  # noqa: PLC0415  (the demo configs come with data)
+    data_dir = assets.data_dir_for(config_flags.get_config_filename(flags.FLAGS["config"]),
+                                   _DEMO_DIR.value)
+    logging.info("No --data_dir: using the demo data in %s.", data_dir)
   metrics = pretrain.train(config, data_dir=data_dir, workdir=_WORKDIR.value,
                            strategy=_STRATEGY.value, tpu=_TPU.value, overwrite=_OVERWRITE.value)
   keys = ("status", "global_step", "loss", "iou", "iou_static")

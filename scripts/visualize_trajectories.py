@@ -10,16 +10,15 @@ model) but still supervised. One colour per trajectory.
       --config.synthesis.speed=5 --config.synthesis.visible_prob=1.0
 """
 
-import os
 import sys
 
 from absl import app, flags
 
 from ctp_tf import cli
+from ctp_tf.training import config_utils
 from ml_collections import config_flags
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "configs", "demo.py")
+DEFAULT_CONFIG = config_utils.find_config("demo")
 
 if __name__ == "__main__":
   cli.check_config_argv(DEFAULT_CONFIG)   # before the flag parses sys.argv
@@ -46,7 +45,7 @@ def main(argv):
   config = _CONFIG.value
   data_dir = _DATA_DIR.value
   if not data_dir:
-    from ctp_tf import demo_assets  # noqa: PLC0415
+    from ctp_tf.demo import assets as demo_assets  # noqa: PLC0415
     data_dir = demo_assets.ensure_demo_data(_DEMO_DIR.value)
   try:
     ex = plots.synthesised_examples(data_dir, config, num_clips=_NUM_CLIPS.value,

@@ -9,6 +9,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # see ctp_tf/__init__.py
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_repo_module(relpath):
+  """A module of the repository outside the package (`tools/`, `benchmarks/`), loaded by its
+  file path (tests never edit sys.path)."""
+  import importlib.util
+  path = os.path.join(REPO, relpath)
+  spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
 
 def write_tiny_shards(out_dir, *, num_classes=2, videos_per_split=None, frames=(12, 40),
                       height=48, width=64, seed=0):

@@ -11,12 +11,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**train_overrides):
-  """configs/tiny.py at 8 x 32 x 32 clips, 2 boxes."""
+  """configs/tiny.py (8 x 32 x 32 clips, 2 boxes) with `train` fields overridden."""
   from ctp_tf.training.config_utils import load_config_file
   c = load_config_file(os.path.join(REPO, "configs", "tiny.py"))
-  c.data.clip_len = 8
-  c.synthesis.num_trajectories = 2
-  c.train.log_images = False
   for k, v in train_overrides.items():
     c.train[k] = v
   return c

@@ -55,11 +55,8 @@ def test_numpy_pipeline_does_the_same_work(tmp_path):
   with the test extra (`pip install -e ".[test]"`)."""
   import cv2  # noqa: F401  (a missing test dependency fails here, it does not skip)
   import numpy as np
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "numpy_pipeline", os.path.join(REPO, "benchmarks", "numpy_pipeline.py"))
-  numpy_pipeline = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(numpy_pipeline)
+  from conftest import load_repo_module
+  numpy_pipeline = load_repo_module("benchmarks/numpy_pipeline.py")
   import tensorflow as tf
   from ctp_tf.data import shards
   rng = np.random.default_rng(0)

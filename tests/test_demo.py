@@ -77,7 +77,7 @@ def test_comparisons_have_every_field_and_come_from_the_stages(tiny_demo):
 
 
 def test_report_first_table_is_built_from_results_json(tiny_demo):
-  from ctp_tf import demo
+  from ctp_tf.demo import run
   out, _ = tiny_demo
   report = open(os.path.join(out, "report.md")).read()
   first_table = report[report.index("|"):].split("\n\n")[0]
@@ -90,7 +90,7 @@ def test_report_first_table_is_built_from_results_json(tiny_demo):
   res["comparisons"][0]["verdict"] = "ctp better"
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(res, f)
-  demo.report_from_results(out)
+  run.report_from_results(out)
   report = open(os.path.join(out, "report.md")).read()
   first_table = report[report.index("|"):].split("\n\n")[0]
   assert "+0.432 [+0.123, +0.765]" in first_table.split("\n")[2]
@@ -125,8 +125,8 @@ def test_rerun_skips_finished_stages(tiny_demo):
   before = _load(os.path.join(out, "results.json"))
   proc = _demo("--tiny", "--seeds=0,1", f"--out_dir={out}", timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  from ctp_tf import demo
-  assert proc.stdout.count("skipped") == 2 * len(demo.STAGES)
+  from ctp_tf.demo import run
+  assert proc.stdout.count("skipped") == 2 * len(run.STAGES)
   after = _load(os.path.join(out, "results.json"))
   assert [r["finetune_ctp"] for r in after["seeds"]] == [r["finetune_ctp"]
                                                          for r in before["seeds"]]
@@ -135,7 +135,7 @@ def test_rerun_skips_finished_stages(tiny_demo):
 def _second_dataset(root):
   """Three classes of tiny videos (a square moving right, moving down, still), UCF-101 layout,
   converted with scripts/make_tfrecords.py."""
-  from ctp_tf.data import demo_data
+  from ctp_tf.demo import data as demo_data
   rng = np.random.default_rng(5)
   classes = ("Right", "Down", "Still")
   train, test = [], []

@@ -3,6 +3,7 @@
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from ctp_tf.data import converters, demo_data
+from ctp_tf.data import converters
+from ctp_tf.demo import data as demo_data
 
 TINY = dict(train_per_class=2, test_per_class=1, width=48, height=32, min_frames=8,
             max_frames=12)
@@ -87,7 +89,7 @@ def _index_from_name(path):
 
 def test_every_class_is_decided_by_motion_at_default_size():
   """Many default-size specs (no rendering): the trajectory gives the class, always."""
-  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+  sizes = {k: v for k, v in demo_data.default_sizes().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   means = {}
   for label, cls in enumerate(demo_data.CLASSES):
@@ -155,10 +157,20 @@ def test_scripts_make_and_convert_demo(tmp_path):
       v["frames"] for v in _meta(demo)["videos"] if v["split"] == "train")
 
 
+def test_make_demo_data_script_defaults_are_the_library_sizes():
+  """scripts/make_demo_data.py with no size flags makes what the demo makes (96 x 72, ...)."""
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_demo_data.py"),
+                         "--helpshort"], capture_output=True, text=True, timeout=120)
+  defaults = dict(re.findall(r"--(\w+): [^\n]*\n\s+\(default: '([^']*)'\)", proc.stdout))
+  sizes = demo_data.default_sizes()
+  assert (sizes["width"], sizes["height"]) == (96, 72)
+  assert {k: defaults.get(k) for k in sizes} == {k: str(v) for k, v in sizes.items()}
+
+
 def test_mirroring_changes_the_class_so_demo_finetuning_does_not_flip():
   """A left-right flip turns MoveRight into MoveLeft and clockwise into counter-clockwise: on
   this data flip augmentation would mislabel half the classes, so the demo config turns it off."""
-  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+  sizes = {k: v for k, v in demo_data.default_sizes().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   mirrored = {"MoveRight": "MoveLeft", "MoveLeft": "MoveRight", "MoveUp": "MoveUp",
               "MoveDown": "MoveDown", "Grow": "Grow", "Shrink": "Shrink",
@@ -170,12 +182,8 @@ def test_mirroring_changes_the_class_so_demo_finetuning_does_not_flip():
       centres = np.array(spec["main"]["centres"], np.float64)
       centres[:, 0] = sizes["width"] - 1 - centres[:, 0]
       assert demo_data.classify_trajectory(centres, spec["main"]["scale"]) == mirrored[cls]
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("finetune_demo",
-                                                os.path.join(REPO, "configs", "finetune_demo.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  assert module.get_config().data.flip_prob == 0.0
+  from ctp_tf.training.config_utils import load_config_file
+  assert load_config_file(os.path.join(REPO, "configs", "finetune_demo.py")).data.flip_prob == 0.0
 
 
 def _texture_after_pipeline(module, tmp_path):
@@ -184,7 +192,7 @@ def _texture_after_pipeline(module, tmp_path):
   short side 64 (the pipeline's bilinear rescale)."""
   import tensorflow as tf
   from ctp_tf.data import augment, convert
-  sizes = {k: v for k, v in module._defaults().items() if k in (
+  sizes = {k: v for k, v in module.default_sizes().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   out = []
   for label in range(len(module.CLASSES)):
@@ -208,7 +216,7 @@ def test_training_clips_keep_texture_where_patches_move(tmp_path):
 
 
 def test_stale_cache_is_remade(tmp_path):
-  from ctp_tf import demo_assets
+  from ctp_tf.demo import assets as demo_assets
   small = dict(TINY, train_per_class=1, test_per_class=1)
   cache = str(tmp_path / "cache")
   demo_assets.ensure_demo_data(cache, progress=False, workers=1, **small)
@@ -228,8 +236,8 @@ def test_stale_cache_is_remade(tmp_path):
 def test_meta_boxes_match_the_rendered_object():
   """The zero-shot tracking stage's boxes (`demo_tracking.object_boxes`, from demo_meta.json's
   centres, half sizes and scales) cover the object as `render_video` draws it."""
-  from ctp_tf import demo_tracking
-  sizes = {k: v for k, v in demo_data._defaults().items() if k in (
+  from ctp_tf.demo import tracking as demo_tracking
+  sizes = {k: v for k, v in demo_data.default_sizes().items() if k in (
       "width", "height", "min_frames", "max_frames", "mp4_fraction")}
   for label in (0, 4, 6):
     spec = demo_data.video_spec(2, label, 1, **sizes)

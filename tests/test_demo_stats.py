@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctp_tf import demo_splits, demo_stats
+from ctp_tf.demo import splits as demo_splits, stats as demo_stats
 
 
 def test_t_interval_against_hand_computed_values():

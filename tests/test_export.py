@@ -11,7 +11,6 @@ import pytest
 from ctp_tf import models
 from ctp_tf.downstream import export
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH = "r3d_10"
 WIDTH = 0.125
 CLIP = (8, 32, 32)
@@ -28,7 +27,6 @@ class Block(importlib.abc.MetaPathFinder):
     return None
 
 sys.meta_path.insert(0, Block())
-sys.path = [p for p in sys.path if p not in ("", ".", REPO)]
 import numpy as np
 import tensorflow as tf
 try:
@@ -86,7 +84,7 @@ def test_savedmodel_loads_without_ctp_tf_and_matches_keras(exported, tmp_path):
   data = str(tmp_path / "ref.npz")
   np.savez(data, clips=clips, features=np.asarray(ref["features"]),
            retrieval=np.asarray(ref["retrieval_features"]))
-  code = f"REPO = {ROOT!r}\nEXPORT = {d!r}\nDATA = {data!r}\n" + _LOADER
+  code = f"EXPORT = {d!r}\nDATA = {data!r}\n" + _LOADER
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   env.update(CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

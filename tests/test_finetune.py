@@ -13,28 +13,18 @@ import pytest
 
 from ctp_tf import defaults, models
 from ctp_tf.downstream import evaluate, export, finetune
+from ctp_tf.training.config_utils import load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCH, WIDTH, CLIP = "r3d_10", 0.125, (8, 32, 32)
 
 
 def tiny_config(epochs=2, steps=2):
-  c = defaults.finetune_config()
-  c.data.clip_len, c.data.stride, c.data.crop_size = CLIP[0], 2, CLIP[1]
-  c.data.sizes = ((43, 32), (48, 36))
-  c.data.test_resize = (43, 32)
-  c.data.num_test_clips = 2
-  c.data.shuffle_buffer = 8
-  c.model.arch, c.model.width_multiplier = ARCH, WIDTH
-  c.optimizer = defaults.sgd_config(lr=0.02, weight_decay=5e-4, decay_epochs=(1,))
-  c.train.batch_size = 2
+  """configs/tiny.py:finetune (ARCH at WIDTH on CLIP clips) for `epochs` x `steps`."""
+  c = load_config_file(os.path.join(ROOT, "configs", "tiny.py:finetune"))
+  assert (c.model.arch, c.model.width_multiplier, c.data.clip_len) == (ARCH, WIDTH, CLIP[0])
   c.train.epochs = epochs
   c.train.steps_per_epoch = steps
-  c.train.eval_every_epochs = 1
-  c.train.eval_batch_size = 4
-  c.train.backup_every_steps = 1
-  c.train.log_every_steps = 1
-  c.train.verbose = 0
   return c
 
 

@@ -1,6 +1,5 @@
 """ROIAlign (both paths, XLA, gradients) against torchvision golden outputs; pooling; imports."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,16 +12,14 @@ import tensorflow as tf
 from ctp_tf.layers import AdaptiveAveragePooling3D, Normalize, ROIAlign
 from ctp_tf.layers import roi_align as roi_align_module
 
+from conftest import load_repo_module   # tests/ is on the path under pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 
 
 def _make_golden_module():
-  spec = importlib.util.spec_from_file_location("make_golden",
-                                                os.path.join(ROOT, "tools", "make_golden.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_repo_module("tools/make_golden.py")
 
 
 def _roi_golden():

@@ -100,18 +100,8 @@ def test_every_reader_stops_at_once_on_an_empty_split(tmp_path, tiny_data_dir):
 
 
 def finetune_tiny_config():
-  from ctp_tf import defaults
-  c = defaults.finetune_config()
-  c.model.arch, c.model.width_multiplier = "r3d_10", 0.125
-  c.data.clip_len, c.data.stride, c.data.crop_size = 8, 1, 32
-  c.data.sizes = ((43, 32), (48, 36))
-  c.data.test_resize = (43, 32)
-  c.data.num_test_clips = 2
-  c.data.shuffle_buffer = 4
-  c.train.batch_size, c.train.epochs, c.train.steps_per_epoch = 2, 1, 2
-  c.train.eval_every_epochs = 1
-  c.train.verbose = 0
-  return c
+  from ctp_tf.training.config_utils import load_config_file
+  return load_config_file(os.path.join(REPO, "configs", "tiny.py:finetune"))
 
 
 @pytest.mark.parametrize("how", ["truncated", "bitflip"])

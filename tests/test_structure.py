@@ -8,6 +8,7 @@ runs on single modules (`ctp_tf.downstream.evaluate` <-> `ctp_tf.downstream.fine
 """
 
 import ast
+import re
 import pathlib
 
 import ctp_tf
@@ -23,8 +24,7 @@ LAYERS = [
     {"ctp_tf.training"},                                          # 3 the fit loop, pretraining
     {"ctp_tf.downstream"},                                        # 4 export users, finetuning
     {"ctp_tf.plots", "ctp_tf.curves", "ctp_tf.cli"},              # 5 figures, script helpers
-    {"ctp_tf.demo", "ctp_tf.demo_assets", "ctp_tf.demo_tracking", "ctp_tf.demo_splits",
-     "ctp_tf.demo_stats"},                                        # 6 the demo (a user of all)
+    {"ctp_tf.demo"},                                              # 6 the demo (a user of all)
 ]
 
 
@@ -141,3 +141,25 @@ def test_the_checks_see_cycles_and_upward_imports():
       "ctp_tf.data (layer 2) imports ctp_tf.training (layer 3)"]
   assert module_imports("def f():\n  from ctp_tf.training import pretrain\n") == {
       "ctp_tf.training.pretrain"}
+
+
+def test_the_library_never_imports_the_demo():
+  # The demo (ctp_tf/demo/) is a user of the library: only scripts and tests import it.
+  users = sorted(m for m, imports in module_graph().items() if unit_of(m) != "ctp_tf.demo"
+                 and any(unit_of(i) == "ctp_tf.demo" for i in imports))
+  assert users == []
+
+
+SYS_PATH_EDIT = re.compile(r"^[^#\n]*\bsys\.path\s*(\.insert|\.append|\.extend|\+=|=[^=])", re.M)
+
+
+def test_nothing_edits_sys_path():
+  # Scripts, benchmarks, tools and tests import the installed package (DESIGN.md).
+  repo = PACKAGE.parent
+  found = [f"{p.relative_to(repo)}:{text[:m.start()].count(chr(10)) + 1}"
+           for folder in ("ctp_tf", "scripts", "benchmarks", "tools", "tests")
+           for p in sorted((repo / folder).rglob("*.py"))
+           for text in [p.read_text()] for m in SYS_PATH_EDIT.finditer(text)]
+  assert found == []
+  assert SYS_PATH_EDIT.search("import sys\nsys.path.insert(0, ROOT)\n")
+  assert not SYS_PATH_EDIT.search("# its folder is sys.path[0] when run as a script\n")

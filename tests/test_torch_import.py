@@ -1,7 +1,6 @@
 """from_torch against torchvision golden logits; name/shape errors; reading .pth (torch's zip
 format, without torch), .safetensors and .npz; the import script."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,16 +15,14 @@ import pytest
 from ctp_tf.models import build_backbone, from_torch, torch_import
 from ctp_tf.models.torch_import import to_torch_state_dict
 
+from conftest import load_repo_module   # tests/ is on the path under pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 
 
 def _make_golden():
-  spec = importlib.util.spec_from_file_location("make_golden",
-                                                os.path.join(ROOT, "tools", "make_golden.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_repo_module("tools/make_golden.py")
 
 
 @pytest.mark.parametrize("arch,seed", [("r3d_18", 1), ("r2plus1d_18", 2)])

@@ -1,7 +1,7 @@
 """Video data: shards, readers, samplers, augmentation and CtP trajectory synthesis (tf.data / TF ops).
 
-`synthesize_trajectories` is imported on first use, so the converters and the demo-data
-generator (which need PyAV, not the TF graph code) start without importing TensorFlow.
+`synthesize_trajectories` is imported on first use, so the converters (which need PyAV, not
+the TF graph code) start without importing TensorFlow.
 """
 
 

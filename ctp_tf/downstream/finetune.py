@@ -20,9 +20,10 @@ epochs and after the last epoch (`TenClipValidation` callback).
 
 Example:
 ```python
-from configs import finetune_demo
 from ctp_tf.downstream import finetune
-finetune.finetune(finetune_demo.get_config(), data_dir="data/demo_shards",
+from ctp_tf.training import config_utils
+finetune.finetune(config_utils.load_config_file("configs/finetune_ucf101.py"),
+                  data_dir="data/ucf101_shards",
                   workdir="runs/ft_ctp", init_from="runs/pretrain/export")
 ```
 """

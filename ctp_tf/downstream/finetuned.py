@@ -10,7 +10,6 @@ model, config, info = finetuned.load_finetuned("runs/ft_ctp")
 ```
 """
 
-import json
 import os
 
 import numpy as np
@@ -60,24 +59,13 @@ def workdir_info(workdir):
   WorkdirError (one line) for a pretraining workdir or a directory without it."""
   from ctp_tf.training import workdir as workdir_lib
 
-  cfg_path = os.path.join(workdir, CONFIG)
-  if workdir_lib.kind_of(workdir) == "export":
-    raise WorkdirError(f"--workdir={workdir} is an encoder export, not a finetuning workdir.")
-  if workdir_lib.kind_of(workdir) == "pretrain":
-    raise WorkdirError(f"--workdir={workdir} is a pretraining workdir; this needs a finetuning "
-                       "workdir (scripts/finetune.py --init_from=<its export> "
-                       "--workdir=<a new directory>).")
-  if not os.path.exists(cfg_path):
-    raise MissingWorkdirFile(f"{cfg_path} not found: --workdir must be a finetuning workdir "
-                             "(written by scripts/finetune.py).")
-  try:
-    with open(cfg_path) as f:
-      info = json.load(f)
-    info["config"]["model"]   # pylint: disable=pointless-statement
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise WorkdirError(f"{cfg_path} is not a finetuning config ({type(e).__name__}: {e}).") \
-        from None
-  return info
+  return workdir_lib.read_config(
+      workdir, "finetune", check=lambda info: info["config"]["model"],
+      missing_error=MissingWorkdirFile, other_kinds={
+          "export": "an encoder export, not a finetuning workdir.",
+          "pretrain": "a pretraining workdir; this needs a finetuning workdir "
+                      "(scripts/finetune.py --init_from=<its export> --workdir=<a new "
+                      "directory>)."})
 
 
 def load_finetuned(workdir, weights=None):

@@ -13,7 +13,7 @@ from ctp_tf.models.backbone_model import BackboneModel
 from ctp_tf.layers.initializers import NumpyNormal
 from ctp_tf.layers import synthesis_stage
 from ctp_tf.layers.roi_align import ROIAlign
-from ctp_tf.models.resnet3d import build_backbone
+from ctp_tf.models.resnet3d import BACKBONE_STRIDE, build_backbone
 
 
 
@@ -123,7 +123,7 @@ class CtPModel(BackboneModel, keras.Model):
     self.target_means = tuple(float(v) for v in target_means)
     self.target_stds = tuple(float(v) for v in target_stds)
     if spatial_scale is None:
-      spatial_scale = 1.0 / getattr(backbone, "spatial_stride", 8)
+      spatial_scale = 1.0 / getattr(backbone, "spatial_stride", BACKBONE_STRIDE)
     self.spatial_scale = float(spatial_scale)
     self.head_init_stds = tuple(float(v) for v in head_init_stds)
 
@@ -226,7 +226,7 @@ def build_ctp_model(model_config, *, clip_shape=(16, 112, 112), num_boxes=3,
   cfg = model_config
   t, h, w = clip_shape
   backbone = build_backbone(
-      cfg.arch, "pretrain", backbone_stride=cfg.get("backbone_stride", 8),
+      cfg.arch, "pretrain", backbone_stride=cfg.get("backbone_stride", BACKBONE_STRIDE),
       width_multiplier=cfg.get("width_multiplier", 1.0), bn_epsilon=cfg.get("bn_epsilon", 1e-3),
       synchronized_bn=synchronized_bn, input_shape=(t, h, w, 3))
   return CtPModel(

@@ -8,6 +8,7 @@ odd kernels use "same", which is symmetric there, saving a copy per conv.
 
 import keras
 
+from ctp_tf.defaults import BACKBONE_STRIDE
 from ctp_tf.layers.initializers import NumpyNormal
 from ctp_tf.layers.normalization import Normalize
 
@@ -213,7 +214,7 @@ def name_or(name, block_type, depth):
 ResNet3DBackbone = keras.saving.register_keras_serializable(package="ctp_tf")(ResNet3DBackbone)
 
 
-def preset_strides(preset, backbone_stride=8):
+def preset_strides(preset, backbone_stride=BACKBONE_STRIDE):
   """(spatial_strides, temporal_strides) of a preset."""
   if preset == "standard":
     return (1, 2, 2, 2), (1, 2, 2, 2)
@@ -226,9 +227,9 @@ def preset_strides(preset, backbone_stride=8):
   raise ValueError(f"preset must be 'pretrain' or 'standard', got {preset!r}")
 
 
-def build_backbone(arch="r3d_18", preset="standard", *, backbone_stride=8, width_multiplier=1.0,
-                   bn_epsilon=1e-3, synchronized_bn=False, input_shape=(None, None, None, 3),
-                   **kwargs):
+def build_backbone(arch="r3d_18", preset="standard", *, backbone_stride=BACKBONE_STRIDE,
+                   width_multiplier=1.0, bn_epsilon=1e-3, synchronized_bn=False,
+                   input_shape=(None, None, None, 3), **kwargs):
   """A backbone by name: `arch` in r3d_10/18/34, r2plus1d_10/18/34.
 
   `preset="pretrain"`: CtP's pretraining network (16 frames -> 2; spatial stride

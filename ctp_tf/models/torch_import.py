@@ -28,7 +28,7 @@ import zipfile
 
 import numpy as np
 
-from ctp_tf.models.resnet3d import ARCHS, STAGE_BLOCKS, build_backbone
+from ctp_tf.models.resnet3d import ARCHS, BACKBONE_STRIDE, STAGE_BLOCKS, build_backbone
 
 _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
        ("running_var", "moving_variance"))
@@ -100,8 +100,8 @@ def _to_keras(kind, arrays):
   return list(arrays)
 
 
-def from_torch(state_dict, arch, layout="torchvision", *, preset="standard", backbone_stride=8,
-               input_shape=(None, None, None, 3)):
+def from_torch(state_dict, arch, layout="torchvision", *, preset="standard",
+               backbone_stride=BACKBONE_STRIDE, input_shape=(None, None, None, 3)):
   """A Keras model with the weights of a PyTorch video ResNet state dict.
 
   Args:

@@ -28,9 +28,37 @@ class ConfigValueError(UserError, ValueError):
   """A config value out of its range (e.g. `data.clip_len=0`)."""
 
 
-def load_config_file(path):
-  """Imports a config file (`path[:arg]`) and returns its `get_config()` ConfigDict."""
+# Where a config named by file name is looked up when the path given does not exist: the
+# repository's `configs/` (a source checkout, `pip install -e .`), then the copy the wheel ships
+# as `ctp_tf/configs/` (`pip install .`; setup.py maps the folder into the package).
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIRS = (os.path.join(os.path.dirname(_PACKAGE), "configs"),
+               os.path.join(_PACKAGE, "configs"))
+
+
+def find_config(path):
+  """The config file `path` names, with its `:arg` kept (big_vision's `file.py:arg`).
+
+  `path` itself when it exists; else the file of the same name (`configs/demo.py`, `demo.py`
+  or just `demo`) in `CONFIG_DIRS`, so `--config=configs/demo.py` works from any directory and
+  from an installed wheel. Unknown names come back unchanged (the loader names them).
+  """
   arg = None
+  if ":" in path and not os.path.exists(path):
+    path, arg = path.split(":", 1)
+  if not os.path.exists(path):
+    name = os.path.basename(path)
+    name = name if name.endswith(".py") else f"{name}.py"
+    path = next((p for p in (os.path.join(d, name) for d in CONFIG_DIRS) if os.path.isfile(p)),
+                path)
+  return path if arg is None else f"{path}:{arg}"
+
+
+def load_config_file(path):
+  """Imports a config file (`path[:arg]`, found by `find_config`) and returns its
+  `get_config()` (or `get_config(arg)`) ConfigDict."""
+  arg = None
+  path = find_config(path)
   if ":" in path and not os.path.exists(path):
     path, arg = path.split(":", 1)
   if not os.path.exists(path):
@@ -38,6 +66,8 @@ def load_config_file(path):
   spec = importlib.util.spec_from_file_location("_ctp_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigFileError(f"Config file {path!r} has no get_config().")
   return module.get_config(arg) if arg is not None else module.get_config()
 
 
@@ -87,12 +117,23 @@ def check_override_flags(argv, config, flag_name="config"):
       check_key(config, m.group(2), flag_name)
 
 
-def config_path_from_argv(argv, default, flag_name="config"):
-  """The `--config=PATH` (or `--config PATH`) value in argv, else `default`."""
+def config_path_from_argv(argv, default, flag_name="config", *, resolve=False):
+  """The `--config=PATH` (or `--config PATH`) value in argv, else `default`.
+
+  resolve: replace PATH in `argv` (in place) by `find_config(PATH)`, so that the config flag,
+    which opens the path itself, finds a config named relative to the repository or shipped
+    with the package.
+  """
   for i, a in enumerate(argv[1:], start=1):
     if a.startswith(f"--{flag_name}="):
-      return a.split("=", 1)[1]
+      path = a.split("=", 1)[1]
+      if resolve:
+        path = find_config(path)
+        argv[i] = f"--{flag_name}={path}"
+      return path
     if a == f"--{flag_name}" and i + 1 < len(argv):
+      if resolve:
+        argv[i + 1] = find_config(argv[i + 1])
       return argv[i + 1]
   return default
 

@@ -358,27 +358,15 @@ def load_ctp_workdir(workdir, *, checkpoint=None):
 
   from ctp_tf.training import workdir as workdir_lib
 
-  cfg_path = os.path.join(workdir, "config.json")
   if not os.path.isdir(workdir):
     raise ExportError(f"--workdir={workdir} does not exist or is not a directory.")
-  kind = workdir_lib.kind_of(workdir)
-  if kind == "export":
-    raise ExportError(f"--workdir={workdir} is already an encoder export; export.py reads a "
-                      "pretraining workdir.")
-  if kind == "finetune":
-    raise ExportError(f"--workdir={workdir} is a finetuning workdir; the encoder export is made "
-                      "from a pretraining workdir (scripts/pretrain.py).")
-  if not os.path.exists(cfg_path):
-    raise ExportError(f"{cfg_path} not found: --workdir must be a pretraining workdir "
-                      "(written by scripts/pretrain.py).")
-  try:
-    with open(cfg_path) as f:
-      saved = json.load(f)
-    config = ml_collections.ConfigDict(saved.get("config", saved))
-    config.synthesis.num_trajectories   # pylint: disable=pointless-statement
-  except (OSError, ValueError, AttributeError, KeyError) as e:
-    raise ExportError(f"{cfg_path} is not a pretraining config ({type(e).__name__}: {e}).") \
-        from None
+  as_config = lambda saved: ml_collections.ConfigDict(saved.get("config", saved))  # noqa: E731
+  config = as_config(workdir_lib.read_config(
+      workdir, "pretrain", error=ExportError,
+      check=lambda saved: as_config(saved).synthesis.num_trajectories, other_kinds={
+          "export": "already an encoder export; export.py reads a pretraining workdir.",
+          "finetune": "a finetuning workdir; the encoder export is made from a pretraining "
+                      "workdir (scripts/pretrain.py)."}))
   if checkpoint:
     candidates = [checkpoint]
     if not os.path.exists(checkpoint):
@@ -405,7 +393,7 @@ def load_ctp_workdir(workdir, *, checkpoint=None):
     except Exception as e:  # pylint: disable=broad-except
       errors.append(f"{weights}: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
   raise ExportError(f"cannot load the weights into the {config.model.arch} CtP model of "
-                    f"{cfg_path}: " + "; ".join(errors))
+                    f"{os.path.join(workdir, 'config.json')}: " + "; ".join(errors))
 
 
 def _clip_shape(config):

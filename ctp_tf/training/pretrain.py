@@ -52,7 +52,7 @@ def _count_videos(data_dir, split):
   """Checks `data_dir` holds `split` shards; returns the number of videos (dataset.json)."""
   import tensorflow as tf
   if not data_dir:
-    raise PretrainError("No --data_dir given (and the config does not make demo data).")
+    raise PretrainError("No --data_dir given.")
   if not tf.io.gfile.isdir(data_dir):
     raise PretrainError(f"--data_dir={data_dir} does not exist or is not a directory.")
   from ctp_tf.data import shards  # noqa: PLC0415

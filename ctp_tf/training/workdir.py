@@ -89,6 +89,34 @@ def kind_of(workdir):
   return read_info(workdir)[0]
 
 
+_NOUNS = {"pretrain": "pretraining", "finetune": "finetuning"}
+_WRITERS = {"pretrain": "scripts/pretrain.py", "finetune": "scripts/finetune.py"}
+
+
+def read_config(workdir, kind, *, check, other_kinds, error=WorkdirError, missing_error=None):
+  """The `config.json` dict of a `kind` workdir ("pretrain" or "finetune"), for its readers.
+
+  One-line `error`s: the directory is of another kind (`other_kinds[that kind]` completes
+  "--workdir=W is ..."), has no config.json (`missing_error`, default `error`), or one that
+  `check(info)` rejects by raising OSError, ValueError, KeyError, TypeError or AttributeError.
+  """
+  other = kind_of(workdir)
+  if other != kind and other in other_kinds:
+    raise error(f"--workdir={workdir} is {other_kinds[other]}")
+  cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(cfg_path):
+    raise (missing_error or error)(f"{cfg_path} not found: --workdir must be a {_NOUNS[kind]} "
+                                   f"workdir (written by {_WRITERS[kind]}).")
+  try:
+    with open(cfg_path) as f:
+      info = json.load(f)
+    check(info)
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    raise error(f"{cfg_path} is not a {_NOUNS[kind]} config ({type(e).__name__}: {e}).") \
+        from None
+  return info
+
+
 def _diff(old, new, prefix=""):
   """Dotted keys whose values differ between two nested dicts."""
   out = []

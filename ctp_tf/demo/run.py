@@ -1,14 +1,14 @@
 """The whole CtP protocol with paired, per-seed comparisons against baselines.
 
 For each seed: CtP pretraining (`configs/demo.py`) -> export -> zero-shot tracking of the test
-videos' own object (`ctp_tf.demo_tracking`, demo data only: it needs the object boxes) ->
+videos' own object (`ctp_tf.demo.tracking`, demo data only: it needs the object boxes) ->
 retrieval and a frozen-encoder kNN probe with the CtP encoder and with a random encoder of the
-same architecture -> per-seed splits (`ctp_tf.demo_splits`: a validation set carved from the
+same architecture -> per-seed splits (`ctp_tf.demo.splits`: a validation set carved from the
 training videos for the per-epoch curves, and a stratified few-label training set) ->
 finetuning from scratch and from the CtP export on all labels and on few labels (same config,
 budget and seed for both arms) -> multi-clip evaluation on the test split.
 
-Then `results.json` with `comparisons` (`ctp_tf.demo_stats`: paired 95% t-intervals over
+Then `results.json` with `comparisons` (`ctp_tf.demo.stats`: paired 95% t-intervals over
 seeds and a verdict each) and `report.md`, whose first table is built from them.
 
 Every stage writes into its own directory and is skipped when its result exists, so a killed
@@ -24,9 +24,8 @@ import time
 
 import numpy as np
 
-from ctp_tf import figures
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ctp_tf import defaults, figures
+from ctp_tf.errors import UserError
 
 # Toy sizes for `--tiny`: the same stages, a model and data small enough for the test suite.
 TINY_DATA = dict(train_per_class=3, test_per_class=2, width=48, height=40, min_frames=12,
@@ -38,7 +37,7 @@ STAGES = ("pretrain", "object_tracking", "random_encoder", "retrieval_ctp", "ret
           "splits") + tuple(f"{kind}_{arm}" for arm in ARMS for kind in ("finetune", "evaluate"))
 
 
-class DemoInputError(ValueError):
+class DemoInputError(UserError, ValueError):
   """A user mistake in the demo's inputs (data directory, config files): one line, exit 2."""
 
 
@@ -46,39 +45,24 @@ PROBE_K = 10          # the frozen-encoder probe: k-nearest-neighbour vote over 
 
 
 def _load_config(name_or_path):
-  """`get_config()` of `configs/<name>.py` or of a config file path."""
-  import importlib.util
-  path = name_or_path if name_or_path.endswith(".py") else os.path.join(
-      REPO, "configs", f"{name_or_path}.py")
-  if not os.path.exists(path):
-    raise DemoInputError(f"config file {path} does not exist")
-  name = os.path.splitext(os.path.basename(path))[0]
-  spec = importlib.util.spec_from_file_location(f"ctp_tf_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise DemoInputError(f"config file {path} has no get_config()")
-  return module.get_config()
+  """`get_config()` of a config file, or of a config shipped with ctp_tf by name ("demo")."""
+  from ctp_tf.training import config_utils
+  try:
+    return config_utils.load_config_file(name_or_path)
+  except config_utils.ConfigFileError as e:
+    raise DemoInputError(str(e)) from None
 
 
 def pretrain_config(tiny, seed, path=None):
   c = _load_config(path or "demo")
   c.train.seed = seed
   c.train.verbose = 2 if not tiny else 0
-  if tiny:
-    c.data.clip_len = 8
-    c.data.short_sides = (32, 36)
-    c.data.crop_size = 32
-    c.data.shuffle_buffer = 8
+  if tiny:   # the library's toy sizes, a batch of 4 and 2 x 2 steps
+    defaults.tiny_pretrain(c)
     c.synthesis.scales = (6, 8, 12)
-    c.synthesis.speed = 1.0
-    c.model.width_multiplier = 0.125
     c.model.hidden = 16
     c.train.batch_size = 4
-    c.train.epochs = 2
     c.train.steps_per_epoch = 2
-    c.train.backup_every_steps = 2
-    c.train.log_images = False
   return c
 
 
@@ -93,25 +77,14 @@ def finetune_config(tiny, seed, path=None):
     c.few_label = ml_collections.ConfigDict(FEW_LABEL_DEFAULTS)
   c.train.seed = seed
   c.train.verbose = 2 if not tiny else 0
-  if tiny:
-    c.data.clip_len = 8
+  if tiny:   # the library's toy sizes, a batch of 4, and a toy few-label arm
+    defaults.tiny_finetune(c)
     c.data.stride = 1
-    c.data.crop_size = 32
     c.data.sizes = ((40, 32), (44, 36))
     c.data.test_resize = (40, 32)
-    c.data.num_test_clips = 2
-    c.data.shuffle_buffer = 8
-    c.model.width_multiplier = 0.125
     c.train.batch_size = 4
-    c.train.epochs = 2
-    c.train.eval_every_epochs = 1
-    c.train.steps_per_epoch = 2
-    c.few_label.fraction = 0.34
-    c.few_label.val_per_class = 1
-    c.few_label.epochs = 2
-    c.few_label.steps_per_epoch = 2
-    c.few_label.eval_every_epochs = 1
-    c.few_label.decay_epochs = ()
+    c.few_label.update(fraction=0.34, val_per_class=1, epochs=2, steps_per_epoch=2,
+                       eval_every_epochs=1, decay_epochs=())
   return c
 
 
@@ -183,7 +156,7 @@ def knn_probe(cache_path, k=PROBE_K):
 
 def run_seed(seed, out_dir, data_dir, *, tiny=False, pretrain_path=None, finetune_path=None):
   """All stages for one seed; returns the row of numbers for the report."""
-  from ctp_tf import demo_splits, demo_tracking
+  from ctp_tf.demo import splits as demo_splits, tracking as demo_tracking
   from ctp_tf.downstream import evaluate, finetune, retrieval
   from ctp_tf.training import pretrain
 
@@ -298,7 +271,7 @@ def mid_pretext(row):
 
 def comparisons(rows):
   """The paired comparisons of `results.json` (INTERFACES.md), from the per-seed rows."""
-  from ctp_tf import demo_stats
+  from ctp_tf.demo import stats as demo_stats
   seeds = [r["seed"] for r in rows]
   out = []
 
@@ -517,7 +490,7 @@ def verdict(comps):
 def write_report(out_dir, results, figures=None):
   """Writes `report.md` from `results` (the `results.json` dict): the comparisons table first,
   then Figure 1 (val top-1 per epoch, both arms, mean and band), then the details."""
-  from ctp_tf import demo_stats
+  from ctp_tf.demo import stats as demo_stats
   rows = results["seeds"]
   comps = results["comparisons"]
   figures = figures if figures is not None else results.get("figures", {})
@@ -583,7 +556,7 @@ def run_demo(out_dir="runs/demo", *, seeds=(0,), tiny=False, data_dir=None,
       default).
   Returns: the results dict (`seeds`: per-seed rows, `comparisons`).
   """
-  from ctp_tf import demo_assets
+  from ctp_tf.demo import assets as demo_assets
   from ctp_tf.downstream import export  # noqa: F401  (fail early if the package is broken)
   from ctp_tf import curves
 
@@ -612,7 +585,7 @@ def run_demo(out_dir="runs/demo", *, seeds=(0,), tiny=False, data_dir=None,
       raise DemoInputError(f"{data_dir} has no {sorted(missing)} split(s); the demo needs train "
                        "and test (scripts/make_tfrecords.py output)")
     data_name = f"`{data_dir}`"
-  from ctp_tf import demo_tracking
+  from ctp_tf.demo import tracking as demo_tracking
   if demo_tracking.meta_path_for(data_dir) is None:
     notes.append("Zero-shot object tracking skipped: it needs per-frame object boxes, which "
                  "only the demo data records (demo_meta.json).")
@@ -649,7 +622,7 @@ def run_demo(out_dir="runs/demo", *, seeds=(0,), tiny=False, data_dir=None,
              "total_seconds": round(time.time() - t0, 1)}
   _write_json(os.path.join(out_dir, "results.json"), results)
   report = write_report(out_dir, results)
-  from ctp_tf import demo_stats
+  from ctp_tf.demo import stats as demo_stats
   print()
   print(demo_stats.comparisons_table(results["comparisons"]))
   print()

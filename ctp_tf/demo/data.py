@@ -27,7 +27,7 @@ Files are real encoded video (H.264 MP4 via libx264 and MJPEG AVI, mixed) in the
 half sizes): the boxes of the demo's zero-shot tracking stage.
 
 Example:
-  from ctp_tf.data import demo_data
+  from ctp_tf.demo import data as demo_data
   summary = demo_data.make_demo_data("/tmp/demo", seed=0)
   # then: scripts/make_tfrecords.py --dataset=ucf101 --video_dir=/tmp/demo/videos \
   #   --split_dir=/tmp/demo --out_dir=/tmp/demo_tfrecords --resize_short=0
@@ -49,7 +49,8 @@ VERSION = 4                  # bump when the rendered videos change: caches are 
 CLIPS_PER_GROUP = 4          # UCF-101 style: videos of a group share the split
 
 
-def _defaults():
+def default_sizes():
+  """`make_demo_data`'s defaults (also those of scripts/make_demo_data.py)."""
   return dict(train_per_class=24, test_per_class=16, width=96, height=72, min_frames=40,
               max_frames=64, fps=25, mp4_fraction=0.5)
 
@@ -419,7 +420,7 @@ def make_demo_data(out_dir, *, seed=0, progress=True, **sizes):
   Returns:
     dict: videos, written, frames, seconds, classes.
   """
-  cfg = _defaults()
+  cfg = default_sizes()
   unknown = set(sizes) - set(cfg)
   if unknown:
     raise TypeError(f"unknown demo data options {sorted(unknown)}; known: {sorted(cfg)}")

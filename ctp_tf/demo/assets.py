@@ -12,6 +12,28 @@ import os
 import shutil
 
 
+def is_demo_config(config_path):
+  """Whether a config file is one of the demo's (`configs/demo.py`, `configs/finetune_demo.py`,
+  or any config whose file name has the word `demo`): the configs made for the demo data."""
+  stem = os.path.splitext(os.path.basename(str(config_path).split(":")[0]))[0]
+  return "demo" in stem.split("_")
+
+
+def data_dir_for(config_path, cache_dir=None):
+  """The data `scripts/pretrain.py` and `scripts/finetune.py` use when no --data_dir is given:
+  the demo shards (made and cached on first use) for a demo config, else a UserError.
+
+  Args:
+    config_path: the script's --config file.
+    cache_dir: cache root (default `default_demo_dir()`).
+  """
+  from ctp_tf.errors import UserError  # noqa: PLC0415
+  if not is_demo_config(config_path):
+    raise UserError(f"--data_dir is required: only the demo configs (configs/demo.py, "
+                    f"configs/finetune_demo.py) come with data, not {config_path}.")
+  return ensure_demo_data(cache_dir)
+
+
 def default_demo_dir():
   return os.environ.get("CTP_TF_DEMO_DIR") or os.path.join(
       os.path.expanduser("~"), ".cache", "ctp_tf", "demo")
@@ -25,9 +47,10 @@ def ensure_demo_data(cache_dir=None, *, seed=0, workers=None, progress=True, **s
     seed: demo video seed.
     workers: conversion processes (default: all cores).
     progress: progress lines on stderr.
-    **sizes: passed to `ctp_tf.data.demo_data.make_demo_data` (train_per_class, ...).
+    **sizes: passed to `ctp_tf.demo.data.make_demo_data` (train_per_class, ...).
   """
-  from ctp_tf.data import convert, demo_data  # noqa: PLC0415
+  from ctp_tf.data import convert  # noqa: PLC0415
+  from ctp_tf.demo import data as demo_data  # noqa: PLC0415
   cache_dir = os.path.abspath(cache_dir or default_demo_dir())
   shards = os.path.join(cache_dir, "shards")
   raw = os.path.join(cache_dir, "raw")

@@ -13,7 +13,7 @@ as the clip. Only the demo data has object boxes; on other datasets this stage i
 
 Example (after `python scripts/demo.py`):
 >>> import os
->>> from ctp_tf import demo_tracking
+>>> from ctp_tf.demo import tracking as demo_tracking
 >>> from ctp_tf.downstream import export
 >>> model, cfg, _ = export.load_ctp_workdir("runs/demo/seed0/pretrain")
 >>> cache = os.path.expanduser("~/.cache/ctp_tf/demo")
@@ -29,7 +29,7 @@ def meta_path_for(data_dir):
   """The demo meta next to demo shards (`<cache>/raw/demo_meta.json`), or None."""
   import os  # noqa: PLC0415
 
-  from ctp_tf.data import demo_data  # noqa: PLC0415
+  from ctp_tf.demo import data as demo_data  # noqa: PLC0415
   path = os.path.join(os.path.dirname(os.path.abspath(data_dir)), "raw", demo_data.META_FILE)
   return path if os.path.exists(path) else None
 
