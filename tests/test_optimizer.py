@@ -107,3 +107,17 @@ def test_lr_multipliers_scale_the_step_of_named_variables_only():
   assert again.lr_multipliers == {vs[0].path: 0.25}
   with pytest.raises(ValueError, match="does not train"):
     optim.TorchSGD(lr_multipliers={"nope/kernel": 0.5}).build(vs)
+
+
+def test_finetune_backbone_lr_mult_names_the_encoder_variables():
+  from ctp_tf import models
+  from ctp_tf.downstream import finetune
+  cfg = defaults.finetune_config()
+  clf = models.VideoClassifier(models.build_backbone("r3d_10", "standard",
+                                                     width_multiplier=0.125), num_classes=3)
+  assert finetune.make_optimizer(cfg, clf, 5, 8).lr_multipliers == {}
+  cfg.optimizer.backbone_lr_mult = 0.1
+  opt = finetune.make_optimizer(cfg, clf, 5, 8)
+  assert set(opt.lr_multipliers) == {v.path for v in clf.backbone.trainable_variables}
+  assert set(opt.lr_multipliers.values()) == {0.1}
+  assert not {"logits/kernel", "logits/bias"} & set(opt.lr_multipliers)
