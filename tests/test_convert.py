@@ -436,3 +436,20 @@ def test_script_reports_bad_input(tmp_path):
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "classInd.txt" in proc.stderr and "trainlist01.txt" in proc.stderr
   assert not os.path.exists(tmp_path / "o" / "dataset.json")
+
+
+def test_shards_mix_classes_in_their_write_order():
+  """Split lists are class-sorted; the plan writes every shard in a fixed shuffled order, so a
+  reader's stream is not class-sorted (a small shuffle buffer would give 1-3 classes a batch)."""
+  from ctp_tf.data import convert_core
+  entries = [f"class{i // 16}/v{i}.mp4" for i in range(64)]     # 4 classes, sorted
+  tasks = convert_core.plan_shards({"train": entries}, "/tmp/out", num_shards=4)
+  again = convert_core.plan_shards({"train": entries}, "/tmp/out", num_shards=4)
+  assert [t.items for t in tasks] == [t.items for t in again]   # a pure function of the list
+  assert sorted(i for t in tasks for i, _ in t.items) == list(range(64))
+  for t in tasks:
+    assert all(entries[i] == e for i, e in t.items)             # each keeps its split index
+    classes = [i // 16 for i, _ in t.items]
+    assert len(set(classes)) == 4
+    first_half = set(classes[:len(classes) // 2])
+    assert len(first_half) >= 3, classes                        # not class by class

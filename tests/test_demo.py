@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from ctp_tf.demo import run as demo
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
 FIELDS = {"name", "metric", "ctp", "baseline", "diff_mean", "diff_ci95", "wins", "seeds",
@@ -65,6 +67,13 @@ def test_comparisons_have_every_field_and_come_from_the_stages(tiny_demo):
     pre = _load(os.path.join(d, "pretrain_result.json"))
     pt = comps[("pretext IoU vs static guess (end of pretraining)", "iou")]
     assert (pt["ctp"][i], pt["baseline"][i]) == (pre["iou"], pre["iou_static"])
+    # The linear probes: refitted here from the seed's cached features.
+    lin = comps[("few-label linear probe (frozen encoder) vs random encoder", "top1")]
+    for name, got in (("ctp", lin["ctp"][i]), ("random", lin["baseline"][i])):
+      want = demo.linear_probe(os.path.join(d, f"feat_{name}.npz"), seed, val_per_class=1,
+                               few_fraction=0.34)
+      assert got == want["few_top1"]
+    assert ("linear probe (frozen encoder) vs random encoder", "top1") in comps
     track = _load(os.path.join(d, "object_tracking.json"))
     tr = comps[("zero-shot object tracking vs static guess", "iou")]
     assert (tr["ctp"][i], tr["baseline"][i]) == (track["object_iou"], track["object_iou_static"])

@@ -71,3 +71,44 @@ def test_few_label_split_is_stratified_and_fixed_by_seed():
   assert again == (val, train, few)
   other = demo_splits.split_plan(labels, 1, val_per_class=2, few_fraction=0.1)
   assert other[2] != few and other[0] != val
+
+
+def _fake_dataset(root, labels):
+  """A converted-dataset stand-in: context-only SequenceExamples in class order."""
+  import json
+  import os
+
+  import tensorflow as tf
+
+  from ctp_tf.data import shards
+  os.makedirs(root)
+  for split in ("train", "test"):
+    with tf.io.TFRecordWriter(os.path.join(root, shards.shard_name(split, 0, 1))) as w:
+      for i, c in enumerate(labels):
+        ex = tf.train.SequenceExample()
+        ex.context.feature[shards.MEDIA_ID].bytes_list.value.append(f"c{c}/v{i:03d}".encode())
+        ex.context.feature[shards.LABEL_INDEX].int64_list.value.append(int(c))
+        w.write(ex.SerializeToString())
+  with open(os.path.join(root, shards.DATASET_JSON), "w") as f:
+    json.dump({"classes": [f"c{c}" for c in sorted(set(labels.tolist()))],
+               "splits": {s: {"videos": len(labels), "shards": 1} for s in ("train", "test")}},
+              f)
+
+
+def test_split_shards_are_written_class_mixed(tmp_path):
+  """The per-seed train split is read by a small shuffle buffer: its shard must not be in the
+  source's class order (batches of two or three classes)."""
+  import tensorflow as tf
+
+  from ctp_tf.data import shards
+  labels = _labels()
+  src, out = str(tmp_path / "src"), str(tmp_path / "out")
+  _fake_dataset(src, labels)
+  media = demo_splits.write_split_dir(src, out, 0, val_per_class=2, few_fraction=0.1)
+  written = []
+  for raw in tf.data.TFRecordDataset(f"{out}/{shards.shard_name('train', 0, 1)}"):
+    ex = tf.train.SequenceExample.FromString(raw.numpy())
+    written.append(int(ex.context.feature[shards.LABEL_INDEX].int64_list.value[0]))
+  assert len(written) == len(media["train"]) == len(labels) - 8
+  first = written[:len(written) // 4]
+  assert len(set(first)) == 4, first        # the first quarter already holds every class

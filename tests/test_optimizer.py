@@ -86,3 +86,38 @@ def test_adam_option_keeps_the_schedule_and_clipping():
   assert opt.global_clipnorm == c.clip_norm
   c.name = "sgd"
   assert not isinstance(optimizer_lib.make_optimizer(c, 10, 8), keras.optimizers.AdamW)
+
+
+def test_lr_multipliers_scale_the_step_of_named_variables_only():
+  """A variable named in `lr_multipliers` follows the numpy SGD at `factor * lr` (momentum,
+  decay and clipping included); the others follow it at `lr`."""
+  rng = np.random.default_rng(1)
+  p0 = [rng.normal(size=(3,)).astype(np.float32), rng.normal(size=(2,)).astype(np.float32)]
+  grads_seq = [[rng.normal(size=p.shape).astype(np.float32) for p in p0] for _ in range(3)]
+  vs = [keras.Variable(p0[0], name="slow"), keras.Variable(p0[1], name="fast")]
+  opt = optim.TorchSGD(learning_rate=0.1, momentum=0.9, weight_decay=0.01,
+                       lr_multipliers={vs[0].path: 0.25})
+  for grads in grads_seq:
+    opt.apply([ops.convert_to_tensor(g) for g in grads], vs)
+  slow = torch_sgd_numpy([p0[0]], [[g[0]] for g in grads_seq], 0.025, 0.9, 0.01, 0.0)[0]
+  fast = torch_sgd_numpy([p0[1]], [[g[1]] for g in grads_seq], 0.1, 0.9, 0.01, 0.0)[0]
+  np.testing.assert_allclose(ops.convert_to_numpy(vs[0]), slow, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ops.convert_to_numpy(vs[1]), fast, rtol=1e-5, atol=1e-6)
+  again = optim.TorchSGD.from_config(opt.get_config())
+  assert again.lr_multipliers == {vs[0].path: 0.25}
+  with pytest.raises(ValueError, match="does not train"):
+    optim.TorchSGD(lr_multipliers={"nope/kernel": 0.5}).build(vs)
+
+
+def test_finetune_backbone_lr_mult_names_the_encoder_variables():
+  from ctp_tf import models
+  from ctp_tf.downstream import finetune
+  cfg = defaults.finetune_config()
+  clf = models.VideoClassifier(models.build_backbone("r3d_10", "standard",
+                                                     width_multiplier=0.125), num_classes=3)
+  assert finetune.make_optimizer(cfg, clf, 5, 8).lr_multipliers == {}
+  cfg.optimizer.backbone_lr_mult = 0.1
+  opt = finetune.make_optimizer(cfg, clf, 5, 8)
+  assert set(opt.lr_multipliers) == {v.path for v in clf.backbone.trainable_variables}
+  assert set(opt.lr_multipliers.values()) == {0.1}
+  assert not {"logits/kernel", "logits/bias"} & set(opt.lr_multipliers)

@@ -20,10 +20,12 @@ import threading
 import time
 
 import av
+import numpy as np
 
 from ctp_tf.data import shards
 
 SHARD_INFO_DIR = "shard_info"
+SHARD_ORDER_SEED = 20210331    # fixed: a conversion is a pure function of its inputs
 FORMAT_VERSION = 1
 DEFAULT_VIDEOS_PER_SHARD = 64
 # At least this many shards per split (when there are that many videos): balances the workers
@@ -162,15 +164,30 @@ def plan_num_shards(num_videos, *, videos_per_shard=None, num_shards=None,
   return max(1, math.ceil(num_videos / per), min(num_videos, int(min_shards)))
 
 
+def shard_order(num_videos):
+  """The order videos are written in: a permutation fixed by the split's size alone.
+
+  Split lists (UCF-101's trainlist, Kinetics' CSVs) are sorted by class. Written in that order,
+  every shard would be class-sorted, and so would the interleaved stream a reader makes of
+  them (round-robin shards are all at the same class at the same position): a shuffle buffer
+  much smaller than the split then yields batches of two or three classes.
+  """
+  return np.random.default_rng([SHARD_ORDER_SEED, int(num_videos)]).permutation(num_videos)
+
+
 def plan_shards(splits, out_dir, **kwargs):
-  """Round-robin assignment (video i -> shard i mod n) so every shard mixes the classes."""
+  """Videos in `shard_order`, dealt round-robin to the shards: each shard mixes the classes.
+
+  A video keeps its index in the split list (`video_index`) wherever it is written.
+  """
   tasks = []
   for split, entries in splits.items():
     n = plan_num_shards(len(entries), **kwargs)
+    order = shard_order(len(entries))
     for s in range(n):
       name = shards.shard_name(split, s, n)
       tasks.append(ShardTask(
-          split, s, n, [(i, entries[i]) for i in range(s, len(entries), n)],
+          split, s, n, [(int(i), entries[i]) for i in order[s::n]],
           os.path.join(out_dir, name),
           os.path.join(out_dir, SHARD_INFO_DIR, name[:-len(".tfrecord")] + ".json")))
   return tasks

@@ -2,8 +2,9 @@
 
 For each seed: CtP pretraining (`configs/demo.py`) -> export -> zero-shot tracking of the test
 videos' own object (`ctp_tf.demo.tracking`, demo data only: it needs the object boxes) ->
-retrieval and a frozen-encoder kNN probe with the CtP encoder and with a random encoder of the
-same architecture -> per-seed splits (`ctp_tf.demo.splits`: a validation set carved from the
+retrieval and frozen-encoder probes (kNN; linear, on all and on few labels) with the CtP
+encoder and with a random encoder of the same architecture -> per-seed splits
+(`ctp_tf.demo.splits`: a validation set carved from the
 training videos for the per-epoch curves, and a stratified few-label training set) ->
 finetuning from scratch and from the CtP export on all labels and on few labels (same config,
 budget and seed for both arms) -> multi-clip evaluation on the test split.
@@ -154,6 +155,26 @@ def knn_probe(cache_path, k=PROBE_K):
   return {"top1": float(np.mean(pred == ql)), "k": k, "num_queries": int(len(ql))}
 
 
+def linear_probe(cache_path, seed, *, val_per_class, few_fraction):
+  """Test top-1 of a softmax regression on the frozen encoder's cached retrieval features
+  (`ctp_tf.downstream.linear_probe`), fitted on the training videos minus the validation ones
+  (`top1`) and on the few-label subset (`few_top1`): the seeded stratified `split_plan` the
+  finetuning splits use, over the training videos in split-list order."""
+  from ctp_tf.demo import splits as demo_splits
+  from ctp_tf.downstream.linear_probe import probe_top1
+  with np.load(cache_path) as z:
+    q, ql, g, gl, gi = (z[n] for n in ("query", "query_labels", "gallery", "gallery_labels",
+                                       "gallery_index"))
+  order = np.argsort(gi, kind="stable")
+  g, gl = g[order], gl[order].astype(np.int64)
+  _, train, few = demo_splits.split_plan(gl, seed, val_per_class=val_per_class,
+                                         few_fraction=few_fraction)
+  k = int(max(gl.max(), ql.max())) + 1
+  return {"top1": probe_top1(g[train], gl[train], q, ql, k),
+          "few_top1": probe_top1(g[few], gl[few], q, ql, k),
+          "train_videos": len(train), "few_videos": len(few)}
+
+
 def run_seed(seed, out_dir, data_dir, *, tiny=False, pretrain_path=None, finetune_path=None):
   """All stages for one seed; returns the row of numbers for the report."""
   from ctp_tf.demo import splits as demo_splits, tracking as demo_tracking
@@ -202,14 +223,16 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False, pretrain_path=None, finetun
 
   stages.run("random_encoder", os.path.join(d, "random_export.json"), random_export)
   ret_kw = dict(data_dir=data_dir, num_clips=num_clips, resize=test_resize)
-  ret, probe = {}, {}
+  few = fcfg.few_label
+  ret, probe, linear = {}, {}, {}
   for name, export_dir in (("ctp", ctp_export), ("random", os.path.join(d, "random_export"))):
     cache = os.path.join(d, f"feat_{name}.npz")
     ret[name] = stages.run(f"retrieval_{name}", os.path.join(d, f"retrieval_{name}.json"),
                            lambda e=export_dir, c=cache: _retrieval(e, cache=c, **ret_kw))
     probe[name] = knn_probe(cache)
+    linear[name] = linear_probe(cache, seed, val_per_class=int(few.val_per_class),
+                                few_fraction=float(few.fraction))
 
-  few = fcfg.few_label
   split_dir = os.path.join(d, "splits")
   split_media = stages.run("splits", os.path.join(d, "splits_summary.json"),
                            lambda: {k: len(v) for k, v in demo_splits.write_split_dir(
@@ -238,6 +261,8 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False, pretrain_path=None, finetun
       "retrieval_random": {k: ret["random"][k] for k in ("top1", "top5", "top10")},
       "probe_ctp": probe["ctp"],
       "probe_random": probe["random"],
+      "linear_probe_ctp": linear["ctp"],
+      "linear_probe_random": linear["random"],
       "pretext_iou": pre.get("iou"),
       "pretext_iou_static": pre.get("iou_static"),
       "pretext_curve": _pretrain_curve(os.path.join(d, "pretrain", "log.csv")),
@@ -297,6 +322,10 @@ def comparisons(rows):
       ("retrieval_random", "top5"))
   add(f"kNN probe (k={PROBE_K}, frozen encoder) vs random encoder", "top1",
       ("probe_ctp", "top1"), ("probe_random", "top1"))
+  add("linear probe (frozen encoder) vs random encoder", "top1",
+      ("linear_probe_ctp", "top1"), ("linear_probe_random", "top1"))
+  add("few-label linear probe (frozen encoder) vs random encoder", "top1",
+      ("linear_probe_ctp", "few_top1"), ("linear_probe_random", "few_top1"))
   add("finetune (all labels) vs scratch", "top1", ("finetune_ctp", "top1"),
       ("finetune_scratch", "top1"))
   add("few-label finetune vs scratch", "top1", ("finetune_few_ctp", "top1"),
@@ -423,6 +452,10 @@ def summary_table(rows):
                  f"{_stat(g('retrieval_ctp', k))} | {_stat(g('retrieval_random', k))} | {n} |")
   lines.append(f"| kNN probe top1, k={PROBE_K} (baseline: random encoder) | "
                f"{_stat(g('probe_ctp', 'top1'))} | {_stat(g('probe_random', 'top1'))} | {n} |")
+  for k, what in (("top1", "all labels"), ("few_top1", "few labels")):
+    lines.append(f"| linear probe top1, {what} (baseline: random encoder) | "
+                 f"{_stat(g('linear_probe_ctp', k))} | {_stat(g('linear_probe_random', k))} "
+                 f"| {n} |")
   for arm, what in (("", "all labels"), ("few_", "few labels")):
     for k in ("top1", "top5"):
       lines.append(f"| finetune {k}, {what} (baseline: scratch) | "

@@ -76,9 +76,13 @@ def write_split_dir(data_dir, out_dir, seed, *, val_per_class=2, few_fraction=0.
   os.makedirs(tmp, exist_ok=True)
   splits_meta = {}
   media = {}
+  # Written in a seeded random order: `records` is sorted by media id, i.e. by class, and a
+  # reader's shuffle buffer smaller than the split would then give batches of two or three
+  # classes (BatchNorm's batch statistics and the gradient both follow the class).
+  order = np.random.default_rng([int(seed), 17])
   for name, idx in (("train", train), ("train_few", few), ("val", val)):
     shards.write_tfrecord_atomic(os.path.join(tmp, shards.shard_name(name, 0, 1)),
-                                 (records[i][2] for i in idx))
+                                 (records[i][2] for i in order.permutation(idx)))
     splits_meta[name] = {"videos": len(idx), "shards": 1}
     media[name] = [records[i][0] for i in idx]
   test_paths = reader.list_shards(data_dir, test_split)

@@ -159,11 +159,21 @@ def finetune(config, *, data_dir, workdir, init_from=None, strategy="auto", tpu=
                             num_videos, workdir_lib.fingerprint(fields))
 
 
+def make_optimizer(config, model, steps_per_epoch, global_batch):
+  """The schedule of `config.optimizer`; `optimizer.backbone_lr_mult` (default 1: the
+  reference) scales the encoder's learning rate against the head's."""
+  from ctp_tf.training import optimizer as optimizer_lib
+  mult = float(config.optimizer.get("backbone_lr_mult", 1.0))
+  multipliers = ({v.path: mult for v in model.backbone.trainable_variables}
+                 if mult != 1.0 else None)
+  return optimizer_lib.make_optimizer(config.optimizer, steps_per_epoch, global_batch,
+                                      lr_multipliers=multipliers)
+
+
 def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, classes, num_videos,
                      config_fp):
   from ctp_tf.data import finetune_input, reader
   from ctp_tf.downstream import evaluate
-  from ctp_tf.training import optimizer as optimizer_lib
   from ctp_tf.training import fit_loop
   from ctp_tf.training import strategy as strategy_lib
 
@@ -188,7 +198,7 @@ def _finetune_locked(config, data_dir, workdir, init_from, strat, verbose, class
                                          synchronized_bn=strat.num_replicas_in_sync > 1)
     build_variables(model, config)
     model.compile(
-        optimizer=optimizer_lib.make_optimizer(config.optimizer, steps, global_batch),
+        optimizer=make_optimizer(config, model, steps, global_batch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
         jit_compile=bool(config.train.jit_compile),

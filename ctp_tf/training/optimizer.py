@@ -78,6 +78,9 @@ class TorchSGD(keras.optimizers.Optimizer):
     momentum: momentum factor (no dampening, no Nesterov, as the CtP release).
     weight_decay: L2 factor added to the gradient (all trainable variables).
     clip_norm: global-norm threshold applied to the raw gradient; 0 or None disables.
+    lr_multipliers: optional `{variable.path: factor}`; those variables step at
+      `factor * learning_rate` (mmcv's `paramwise_cfg` `lr_mult`: e.g. a pretrained backbone
+      that moves slower than a fresh head). Weight decay and momentum are as for the others.
 
   Example:
     >>> opt = TorchSGD(learning_rate=0.1, momentum=0.9, weight_decay=1e-4, clip_norm=40.0)
@@ -88,19 +91,25 @@ class TorchSGD(keras.optimizers.Optimizer):
   """
 
   def __init__(self, learning_rate=0.01, momentum=0.9, weight_decay=0.0, clip_norm=None,
-               name="torch_sgd", **kwargs):
+               lr_multipliers=None, name="torch_sgd", **kwargs):
     kwargs.pop("global_clipnorm", None)
     super().__init__(learning_rate=learning_rate, name=name, **kwargs)
     self.momentum = float(momentum)
     # Not Keras' `weight_decay` (decoupled): ours is added to the gradient in update_step.
     self.torch_weight_decay = float(weight_decay)
     self.clip_norm = float(clip_norm) if clip_norm else 0.0
+    self.lr_multipliers = {str(k): float(v) for k, v in (lr_multipliers or {}).items()}
 
   def build(self, variables):
     if self.built:
       return
     super().build(variables)
     self.momentums = [self.add_variable_from_reference(v, "momentum") for v in variables]
+    unknown = set(self.lr_multipliers) - {v.path for v in variables}
+    if unknown:
+      raise ValueError(f"lr_multipliers name variables the optimizer does not train: "
+                       f"{sorted(unknown)[:3]}")
+    self._lr_factors = [self.lr_multipliers.get(v.path, 1.0) for v in variables]
 
   def _clip_gradients(self, grads):
     # Under several TF replicas the clip happens after the all-reduce (_backend_update_step).
@@ -122,11 +131,14 @@ class TorchSGD(keras.optimizers.Optimizer):
     super()._backend_update_step(grads, trainable_variables, learning_rate)
 
   def update_step(self, gradient, variable, learning_rate):
+    index = self._get_variable_index(variable)
     lr = ops.cast(learning_rate, variable.dtype)
+    if self._lr_factors[index] != 1.0:
+      lr = lr * self._lr_factors[index]
     g = ops.cast(gradient, variable.dtype)
     if self.torch_weight_decay:
       g = g + self.torch_weight_decay * variable
-    m = self.momentums[self._get_variable_index(variable)]
+    m = self.momentums[index]
     if self.momentum:
       self.assign(m, ops.add(ops.multiply(m, self.momentum), g))
       g = m
@@ -135,7 +147,7 @@ class TorchSGD(keras.optimizers.Optimizer):
   def get_config(self):
     config = super().get_config()
     config.update({"momentum": self.momentum, "weight_decay": self.torch_weight_decay,
-                   "clip_norm": self.clip_norm})
+                   "clip_norm": self.clip_norm, "lr_multipliers": dict(self.lr_multipliers)})
     return config
 
 
@@ -144,18 +156,22 @@ def scaled_learning_rate(opt_config, global_batch):
   return float(opt_config.lr) * float(global_batch) / float(opt_config.base_batch_size)
 
 
-def make_optimizer(opt_config, steps_per_epoch, global_batch):
+def make_optimizer(opt_config, steps_per_epoch, global_batch, lr_multipliers=None):
   """TorchSGD with the step schedule of `opt_config` (`ctp_tf.defaults.sgd_config()`).
 
   `opt_config.name = "adam"` (optional; default "sgd") gives Adam with the same schedule,
   global-norm clipping and decoupled weight decay instead (short demo budgets: SGD's start at
   the CtP head's saddle takes hundreds of steps to leave).
+  `lr_multipliers` (`{variable.path: factor}`, SGD only) slows or speeds some variables.
   """
   lr = scaled_learning_rate(opt_config, global_batch)
   boundaries = [int(e) * int(steps_per_epoch) for e in opt_config.decay_epochs]
   schedule = StepDecay(lr, boundaries, opt_config.decay_factor)
   if opt_config.get("name", "sgd") == "adam":
+    if lr_multipliers:
+      raise ValueError("optimizer.backbone_lr_mult != 1 needs optimizer.name = 'sgd'")
     return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=opt_config.weight_decay,
                                   global_clipnorm=opt_config.clip_norm)
   return TorchSGD(learning_rate=schedule, momentum=opt_config.momentum,
-                  weight_decay=opt_config.weight_decay, clip_norm=opt_config.clip_norm)
+                  weight_decay=opt_config.weight_decay, clip_norm=opt_config.clip_norm,
+                  lr_multipliers=lr_multipliers)
