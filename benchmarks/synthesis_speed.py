@@ -15,7 +15,8 @@ Each timing runs in a fresh process pinned with `taskset -c <core>` (OMP/OpenBLA
 alternated `--rounds` times, and reports clips per CPU-second (process CPU time) and ratio =
 ours / release.
 
-  python benchmarks/synthesis_speed.py --release=<microsoft/CtP checkout> --rounds=3
+  python benchmarks/synthesis_speed.py --release=<microsoft/CtP checkout> --rounds=3 \
+      [--baseline_pythonpath=<checkout of an older ctp_tf>]
 """
 
 import json
@@ -31,6 +32,9 @@ flags.DEFINE_integer("rounds", 3, "Alternated repetitions of each timing.")
 flags.DEFINE_integer("clips", 512, "Timed clips per timing (after warm-up).")
 flags.DEFINE_integer("distinct", 32, "Distinct clips held in memory (cycled).")
 flags.DEFINE_integer("core", 1, "CPU the timed processes are pinned to (taskset -c).")
+flags.DEFINE_string("baseline_pythonpath", "", "Also time ctp_tf imported from this PYTHONPATH "
+                    "(e.g. a checkout of an older commit), alternated with the others, as "
+                    "'ctp_tf_baseline'.")
 flags.DEFINE_string("output", "", "Also write the JSON here.")
 flags.DEFINE_string("worker", "", "Internal: 'ctp_tf' or 'release'.")
 
@@ -184,14 +188,19 @@ def main(argv):
   np.save(path, make_clips(FLAGS.distinct))
   env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
              TF_CPP_MIN_LOG_LEVEL="3", CTP_SYNTHESIS_SPEED_CLIPS=path)
-  who_list = ["ctp_tf"] + (["release"] if FLAGS.release else [])
+  who_list = (["ctp_tf"] + (["ctp_tf_baseline"] if FLAGS.baseline_pythonpath else [])
+              + (["release"] if FLAGS.release else []))
   out = {"unit": "clips per CPU-second, one core", "clip": [16, 112, 112, 3], "patches": 3,
          "load_average_before": os.getloadavg(), **{w: [] for w in who_list}}
   for _ in range(FLAGS.rounds):
     for who in who_list:
       cmd = ["taskset", "-c", str(FLAGS.core), sys.executable, os.path.abspath(__file__),
              f"--worker={who}", f"--clips={FLAGS.clips}", f"--release={FLAGS.release}"]
-      r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+      run_env = env
+      if who == "ctp_tf_baseline":
+        cmd[-3] = "--worker=ctp_tf"
+        run_env = dict(env, PYTHONPATH=FLAGS.baseline_pythonpath)
+      r = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=False)
       line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
       if r.returncode or not line:
         print(f"{who} timing failed:\n{r.stderr[-3000:]}", file=sys.stderr)
@@ -200,6 +209,8 @@ def main(argv):
       print(f"{who}: {out[who][-1]}", file=sys.stderr)
   if FLAGS.release:
     out["ratio"] = round(sum(out["ctp_tf"]) / sum(out["release"]), 3)
+    if FLAGS.baseline_pythonpath:
+      out["baseline_ratio"] = round(sum(out["ctp_tf_baseline"]) / sum(out["release"]), 3)
   out["load_average_after"] = os.getloadavg()
   text = json.dumps(out)
   print(text)

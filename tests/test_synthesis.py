@@ -409,3 +409,34 @@ def test_alpha_masks_match_their_formula_pixel_by_pixel(mask, soft):
       partial += np.sum((want > 0.05) & (want < 0.95))
   if soft:
     assert partial > 50   # the falloff covers many pixels, so its profile is really checked
+
+
+
+def test_overlapping_layers_one_clip_and_batched_composite_alike():
+  """Large, always visible, half-transparent soft patches that overlap a lot. One clip is
+  composited layer after layer onto the clip so far; a batch in one sum, each layer weighted
+  by the transmittance of the layers pasted after it. Two different formulas of "over" in
+  paste order: they agree only if each handles the overlaps right (a missing transmittance,
+  or a layer blended onto the original clip instead of the clip so far, moves the overlapping
+  pixels by many grey levels)."""
+  cfg = defaults.synthesis_config()
+  cfg.scales, cfg.ratios = (20,), (1.0,)
+  cfg.visible_prob, cfg.opacity_range, cfg.soft_edge_prob = 1.0, (0.5, 0.6), 0.5
+  t, h, w = 4, 24, 24
+  clips = np.stack([_random_clip(np.random.default_rng(i), t=t, h=h, w=w) for i in range(4)])
+  u = tf.stack([synthesis.draw_randoms(tf.constant([i, 5]), cfg, t) for i in range(4)])
+  batched = synthesis.synthesize_batch(clips, u, cfg)
+  boxes = batched["boxes"].numpy()                                   # [B, N, T, 4]
+  x1, y1, x2, y2 = np.moveaxis(boxes, -1, 0)
+  overlap = 0
+  for i in range(3):
+    for j in range(i + 1, 3):
+      iw = np.minimum(x2[:, i], x2[:, j]) - np.maximum(x1[:, i], x1[:, j])
+      ih = np.minimum(y2[:, i], y2[:, j]) - np.maximum(y1[:, i], y1[:, j])
+      overlap += np.sum(np.clip(iw, 0, None) * np.clip(ih, 0, None))
+  assert overlap > 500, overlap   # the case really has overlapping layers
+  for i in range(4):
+    one = synthesis.synthesize_trajectories(clips[i], tf.constant([i, 5]), cfg)
+    np.testing.assert_array_equal(one["boxes"].numpy(), boxes[i])
+    diff = np.abs(one["clip"].numpy().astype(int) - batched["clip"][i].numpy())
+    assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3, (i, diff.max(), np.mean(diff > 0))
