@@ -295,10 +295,8 @@ def test_works_in_parallel_tf_data_map_with_static_shapes():
   batched = tf.function(lambda c, u: synthesis.synthesize_batch(c, u, cfg))(clips, u)
   for k in ("boxes", "visible", "weights"):
     np.testing.assert_array_equal(got[k].numpy(), batched[k].numpy())
-  # The batch shares one patch window size, so float rounding inside the resize may move a
-  # few pixel values by one grey level.
-  diff = np.abs(got["clip"].numpy().astype(int) - batched["clip"].numpy())
-  assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3
+  # The batch is pasted clip by clip: the same computation, the same pixels.
+  np.testing.assert_array_equal(got["clip"].numpy(), batched["clip"].numpy())
 
 
 def test_bad_config_and_clip_are_rejected():
