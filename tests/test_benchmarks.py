@@ -79,3 +79,65 @@ def test_numpy_pipeline_does_the_same_work(tmp_path):
     for boxes in trajs:
       assert boxes.shape == (16, 4) and boxes.min() >= 0 and boxes.max() <= 112
       assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+
+
+def _fake_release(root):
+  """A stand-in microsoft/CtP tree with the release's import structure (relative imports of
+  BaseTransform, dynamic_utils and the TRANSFORMS registry): its PatchMask darkens every frame
+  and records that it ran, so the benchmark's loader and timing loop are tested without the
+  release itself (which the project does not ship)."""
+  files = {
+      "pyvrl/datasets/transforms/base_transform.py":
+          "class BaseTransform:\n"
+          "    def apply_image(self, data, transform_param=None):\n"
+          "        return self._apply_image(data, self.get_transform_param(data))\n",
+      "pyvrl/datasets/transforms/dynamic_utils.py":
+          "def sample_key_frames(n, p):\n    return [0, n - 1]\n"
+          "def extend_key_frame_to_all(v, k, mode='linear'):\n    return v\n",
+      "pyvrl/models/pretraining/ctp/ctp_transforms.py":
+          "import cv2\n"
+          "from ....datasets import BaseTransform\n"
+          "from ....datasets.transforms.dynamic_utils import sample_key_frames\n"
+          "from ....builder import TRANSFORMS\n"
+          "CALLS = []\n"
+          "@TRANSFORMS.register_module()\n"
+          "class PatchMask(BaseTransform):\n"
+          "    def __init__(self, region_sampler, key_frame_probs, loc_velocity, size_velocity,\n"
+          "                 label_prob):\n"
+          "        assert region_sampler['num_rois'] == 3\n"
+          "    def get_transform_param(self, data):\n"
+          "        return sample_key_frames(len(data), None)\n"
+          "    def _apply_image(self, data, param):\n"
+          "        CALLS.append(len(data))\n"
+          "        return [cv2.resize(d // 2, (d.shape[1], d.shape[0])) for d in data]\n",
+  }
+  for path, text in files.items():
+    full = os.path.join(root, path)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with open(full, "w") as f:
+      f.write(text)
+  return str(root)
+
+
+def test_synthesis_speed_benchmark_times_ours_and_the_release_loader(tmp_path):
+  """benchmarks/synthesis_speed.py at toy size: ours (the tf.data map of
+  synthesize_trajectories) and a stand-in release tree through the release loader, alternated,
+  one core each; JSON with per-round clips per CPU-second and the ratio. A bad --release path
+  is one line on stderr and exit code 2."""
+  script = os.path.join(REPO, "benchmarks", "synthesis_speed.py")
+  release = _fake_release(tmp_path / "ctp")
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+  core = sorted(os.sched_getaffinity(0))[0]
+  proc = subprocess.run(
+      [sys.executable, script, f"--release={release}", "--rounds=1", "--clips=32",
+       "--distinct=2", f"--core={core}"],
+      capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout[proc.stdout.index("{"):])
+  assert len(result["ctp_tf"]) == 1 and result["ctp_tf"][0] > 0
+  assert len(result["release"]) == 1 and result["release"][0] > 0
+  assert result["ratio"] == round(result["ctp_tf"][0] / result["release"][0], 3)
+  bad = subprocess.run([sys.executable, script, f"--release={tmp_path}/nothing"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+  assert bad.returncode == 2 and "Traceback" not in bad.stderr
+  assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
