@@ -12,14 +12,10 @@ import tensorflow as tf
 from ctp_tf.layers import AdaptiveAveragePooling3D, Normalize, ROIAlign
 from ctp_tf.layers import roi_align as roi_align_module
 
-from conftest import load_repo_module   # tests/ is on the path under pytest
+import golden_inputs   # tests/ is on the path under pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
-
-
-def _make_golden_module():
-  return load_repo_module("tools/make_golden.py")
 
 
 def _roi_golden():
@@ -30,7 +26,7 @@ def _roi_golden():
 @pytest.mark.parametrize("impl", ["matmul", "crop_and_resize"])
 def test_roi_align_matches_torchvision(impl):
   features, boxes, g = _roi_golden()
-  settings = _make_golden_module().ROI_SETTINGS
+  settings = golden_inputs.ROI_SETTINGS
   for i, (out, scale, samples, aligned) in enumerate(settings):
     y = ROIAlign(out, scale, samples, aligned, impl=impl)(features, boxes)
     expected = np.transpose(g[f"out{i}"], (0, 2, 3, 1))

@@ -15,14 +15,10 @@ import pytest
 from ctp_tf.models import build_backbone, from_torch, torch_import
 from ctp_tf.models.torch_import import to_torch_state_dict
 
-from conftest import load_repo_module   # tests/ is on the path under pytest
+import golden_inputs   # tests/ is on the path under pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
-
-
-def _make_golden():
-  return load_repo_module("tools/make_golden.py")
 
 
 @pytest.mark.parametrize("arch,seed", [("r3d_18", 1), ("r2plus1d_18", 2)])
@@ -37,7 +33,7 @@ def test_torchvision_logits_match_golden(arch, seed):
   shapes.update({"fc.weight": (g["logits"].shape[1], 512),
                  "fc.bias": g["logits"].shape[1:]})
   assert sorted(shapes) == sorted(names) and set(template) <= set(names)
-  state = _make_golden().seeded_weights(shapes, seed)
+  state = golden_inputs.seeded_weights(shapes, seed)
   model = from_torch(state, arch, "torchvision")
   clip = np.transpose(g["clip"], (0, 2, 3, 4, 1))          # NCTHW -> NTHWC
   logits = model.predict(clip, verbose=0)
