@@ -52,6 +52,7 @@ def _records(out_dir, split):
 
 def _same_meta(a, b):
   for key in ("classes", "splits", "resize_short", "jpeg_quality", "source", "format_version",
+              "shard_order",
               "partial", "header_mismatches"):
     assert a[key] == b[key], key
   key = lambda f: (f["path"], f["reason"], f["split"])

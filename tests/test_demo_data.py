@@ -231,6 +231,22 @@ def test_stale_cache_is_remade(tmp_path):
   shards = demo_assets.ensure_demo_data(cache, progress=False, workers=1, **small)
   assert _meta(os.path.join(cache, "raw"))["version"] == demo_data.VERSION
   assert os.path.exists(os.path.join(shards, "dataset.json"))
+  # Shards of an older converter (no `shard_order`: class-sorted) are converted again; the
+  # videos are kept.
+  ds_path = os.path.join(shards, "dataset.json")
+  with open(ds_path) as f:
+    ds = json.load(f)
+  assert ds["shard_order"] == "permuted-v1"
+  del ds["shard_order"]
+  with open(ds_path, "w") as f:
+    json.dump(ds, f)
+  videos = {p: os.stat(os.path.join(dp, p)).st_mtime_ns
+            for dp, _, fs in os.walk(os.path.join(cache, "raw", "videos")) for p in fs}
+  demo_assets.ensure_demo_data(cache, progress=False, workers=1, **small)
+  with open(ds_path) as f:
+    assert json.load(f)["shard_order"] == "permuted-v1"
+  assert videos == {p: os.stat(os.path.join(dp, p)).st_mtime_ns
+                    for dp, _, fs in os.walk(os.path.join(cache, "raw", "videos")) for p in fs}
 
 
 def test_meta_boxes_match_the_rendered_object():

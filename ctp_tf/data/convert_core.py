@@ -26,6 +26,9 @@ from ctp_tf.data import shards
 
 SHARD_INFO_DIR = "shard_info"
 SHARD_ORDER_SEED = 20210331    # fixed: a conversion is a pure function of its inputs
+# Names the write order in dataset.json: shards written before it held the split lists' class
+# order (caches such as the demo's check it to convert again).
+SHARD_ORDER = "permuted-v1"
 FORMAT_VERSION = 1
 DEFAULT_VIDEOS_PER_SHARD = 64
 # At least this many shards per split (when there are that many videos): balances the workers
@@ -493,6 +496,7 @@ def assemble_dataset_json(plan, infos, *, classes, failures=(), source=None):
       "source": source or {},
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "format_version": FORMAT_VERSION,
+      "shard_order": SHARD_ORDER,
       "partial": partial,
       "header_mismatches": mismatches,
   }

@@ -39,6 +39,15 @@ def default_demo_dir():
       os.path.expanduser("~"), ".cache", "ctp_tf", "demo")
 
 
+def _shard_order(shards):
+  import json  # noqa: PLC0415
+  try:
+    with open(os.path.join(shards, "dataset.json")) as f:
+      return json.load(f).get("shard_order")
+  except (OSError, ValueError):
+    return None
+
+
 def ensure_demo_data(cache_dir=None, *, seed=0, workers=None, progress=True, **sizes):
   """Makes (once) and returns the demo shard directory under `cache_dir`.
 
@@ -49,14 +58,19 @@ def ensure_demo_data(cache_dir=None, *, seed=0, workers=None, progress=True, **s
     progress: progress lines on stderr.
     **sizes: passed to `ctp_tf.demo.data.make_demo_data` (train_per_class, ...).
   """
-  from ctp_tf.data import convert  # noqa: PLC0415
+  from ctp_tf.data import convert, convert_core  # noqa: PLC0415
   from ctp_tf.demo import data as demo_data  # noqa: PLC0415
   cache_dir = os.path.abspath(cache_dir or default_demo_dir())
   shards = os.path.join(cache_dir, "shards")
   raw = os.path.join(cache_dir, "raw")
   version = demo_data.stored_version(raw)
   if version == demo_data.VERSION and os.path.exists(os.path.join(shards, "dataset.json")):
-    return shards
+    if _shard_order(shards) == convert_core.SHARD_ORDER:
+      return shards
+    # Shards of an older converter (class-sorted): convert the kept videos again.
+    if progress:
+      print(f"demo data: the shards in {shards} are in an older order; converting again",
+            flush=True)
   if version not in (None, demo_data.VERSION):
     # Our own cache, made by an older package: remake it rather than train on stale videos.
     if progress:
