@@ -40,11 +40,11 @@ def default_demo_dir():
 
 
 def _shard_order(shards):
-  import json  # noqa: PLC0415
+  from ctp_tf.data import shards as shards_lib  # noqa: PLC0415
+  from ctp_tf.errors import DataError  # noqa: PLC0415
   try:
-    with open(os.path.join(shards, "dataset.json")) as f:
-      return json.load(f).get("shard_order")
-  except (OSError, ValueError):
+    return shards_lib.load_dataset_json(shards).get("shard_order")
+  except DataError:     # missing or damaged: convert again
     return None
 
 
