@@ -139,6 +139,12 @@ def pretrain_config():
   c.model = ctp_model_config()
   c.optimizer = sgd_config()
   c.train = train_config()
+  # Pretext IoU on held-out videos (`ctp_tf.training.pretext_validation`): every N epochs and
+  # after the last (0: off), on `data.eval_split`, clips fixed by `eval_seed`.
+  c.train.eval_every_epochs = 0
+  c.train.eval_seed = 0
+  c.train.eval_max_videos = 0      # 0: the whole split
+  c.data.eval_split = "test"
   return c
 
 

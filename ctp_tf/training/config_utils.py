@@ -143,7 +143,8 @@ _POSITIVE_INTS = ("data.clip_len", "data.crop_size", "data.num_test_clips", "dat
                   "train.epochs", "train.steps_per_execution", "train.eval_batch_size",
                   "synthesis.num_trajectories", "model.hidden", "model.roi_size")
 _NON_NEGATIVE_INTS = ("train.steps_per_epoch", "train.batch_size", "train.global_batch_size",
-                      "train.backup_every_steps", "data.shuffle_buffer")
+                      "train.backup_every_steps", "data.shuffle_buffer",
+                      "train.eval_every_epochs", "train.eval_max_videos")
 _POSITIVE_INT_LISTS = ("data.strides", "data.short_sides", "data.test_resize")
 
 

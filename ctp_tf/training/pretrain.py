@@ -38,6 +38,7 @@ from ctp_tf.training import config_utils
 from ctp_tf.training import export as export_lib
 from ctp_tf.training import fit_loop
 from ctp_tf.training import optimizer as optim
+from ctp_tf.training import pretext_validation
 from ctp_tf.training import strategy as strat
 from ctp_tf.training import workdir as workdir_lib
 
@@ -100,6 +101,24 @@ def _mixed_precision_policy(setting, strategy):
     return setting
   raise PretrainError(f"train.precision={setting!r}: use 'float32', 'auto', 'float16' or "
                       "'bfloat16'.")
+
+
+def _check_eval_split(config, data_dir, global_batch, multi_worker):
+  """`train.eval_every_epochs` needs a split of at least one global batch, on one worker."""
+  split = config.data.get("eval_split", "test")
+  if multi_worker:
+    raise PretrainError("--config.train.eval_every_epochs: held-out pretext evaluation runs on "
+                        "one worker; set it to 0 for multi-worker training.")
+  if not data_dir:
+    raise PretrainError("--config.train.eval_every_epochs needs --data_dir (it reads "
+                        f"--config.data.eval_split={split!r} from there).")
+  try:
+    count = _count_videos(data_dir, split)
+  except PretrainError as e:
+    raise PretrainError(f"--config.data.eval_split={split!r}: {e}") from None
+  if count < global_batch:
+    raise PretrainError(f"--config.data.eval_split={split!r} has {count} videos, fewer than one "
+                        f"batch ({global_batch}); held-out evaluation needs at least one batch.")
 
 
 def _check_input_placement(config):
@@ -201,6 +220,9 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
     raise PretrainError("A custom dataset_fn without data_dir needs train.steps_per_epoch.")
   _check_input_placement(config)
   per_replica, global_batch, steps_per_epoch = plan_batches(config, replicas, num_videos or 0)
+  eval_every = int(config.train.get("eval_every_epochs", 0) or 0)
+  if eval_every:
+    _check_eval_split(config, data_dir, global_batch, multi_worker)
   policy = _mixed_precision_policy(
       config.train.get("precision", "") or config.train.mixed_precision, s)
   if policy == "mixed_float16" and not tf.config.list_logical_devices("GPU"):
@@ -261,8 +283,14 @@ def train(config, *, data_dir, workdir, strategy="auto", tpu=None, model_fn=None
     # A damaged shard surfaces as TF's DataLossError without a file name: name the file.
     from ctp_tf.data import reader  # noqa: PLC0415
     naming = reader.naming_bad_shards(data_dir, split) if data_dir else contextlib.nullcontext()
+    before_logging = []
+    if eval_every:
+      before_logging.append(pretext_validation.PretextValidation(
+          lambda: pretext_validation.eval_dataset(data_dir, config, global_batch),
+          every=eval_every, epochs=epochs))
     result = fit_loop.run(
         model, s, workdir=workdir, config_fp=config_fp, train=config.train,
+        before_logging=before_logging,
         plan=fit_loop.BatchPlan(per_replica, global_batch, steps_per_epoch), dataset_fn=stream,
         chief=chief, multi_worker=multi_worker,
         verbose=int(config.train.get("verbose", 1)), naming=naming,
