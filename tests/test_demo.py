@@ -1,6 +1,7 @@
 """scripts/demo.py --tiny: every stage at toy size; results.json's comparisons and the report's
 first table come from the runs; the same protocol on a second dataset made by the converter."""
 
+import csv
 import json
 import os
 import subprocess
@@ -64,9 +65,18 @@ def test_comparisons_have_every_field_and_come_from_the_stages(tiny_demo):
     ret = comps[("retrieval vs random encoder", "top5")]
     assert ret["ctp"][i] == _load(os.path.join(d, "retrieval_ctp.json"))["top5"]
     assert ret["baseline"][i] == _load(os.path.join(d, "retrieval_random.json"))["top5"]
+    # The pretext rows: the held-out evaluation after the middle (ceil(E/2)) and last epoch,
+    # as pretraining's log.csv has them.
+    with open(os.path.join(d, "pretrain", "log.csv")) as f:
+      log = {int(r["epoch"]): r for r in csv.DictReader(f)}
+    epochs = max(log)
+    for when, epoch in (("middle", (epochs + 1) // 2), ("end", epochs)):
+      pt = comps[(f"pretext IoU on held-out videos vs static guess ({when} of pretraining)",
+                  "iou")]
+      assert (pt["ctp"][i], pt["baseline"][i]) == (float(log[epoch]["val_iou"]),
+                                                   float(log[epoch]["val_iou_static"]))
     pre = _load(os.path.join(d, "pretrain_result.json"))
-    pt = comps[("pretext IoU vs static guess (end of pretraining)", "iou")]
-    assert (pt["ctp"][i], pt["baseline"][i]) == (pre["iou"], pre["iou_static"])
+    assert pt["ctp"][i] == pre["val_iou"]
     # The linear probes: refitted here from the seed's cached features.
     lin = comps[("few-label linear probe (frozen encoder) vs random encoder", "top1")]
     for name, got in (("ctp", lin["ctp"][i]), ("random", lin["baseline"][i])):

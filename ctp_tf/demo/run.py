@@ -64,7 +64,21 @@ def pretrain_config(tiny, seed, path=None):
     c.model.hidden = 16
     c.train.batch_size = 4
     c.train.steps_per_epoch = 2
+  # The pretext comparisons score the model on held-out test videos at the middle and at the
+  # end of pretraining (`ctp_tf.training.pretext_validation`): make sure both are evaluated.
+  if "eval_split" not in c.data:
+    c.data.eval_split = "test"
+  every = int(c.train.get("eval_every_epochs", 0) or 0)
+  if not every or mid_epoch(int(c.train.epochs)) % every:
+    c.train.eval_every_epochs = mid_epoch(int(c.train.epochs))
+  if "eval_seed" not in c.train:
+    c.train.eval_seed = 0
   return c
+
+
+def mid_epoch(epochs):
+  """The middle of pretraining: after epoch ceil(E / 2)."""
+  return (int(epochs) + 1) // 2
 
 
 FEW_LABEL_DEFAULTS = dict(fraction=0.1, val_per_class=2, epochs=8, steps_per_epoch=4,
@@ -277,21 +291,50 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False, pretrain_path=None, finetun
 
 
 def _pretrain_curve(log_csv):
-  """[{epoch, iou, iou_static}] per pretraining epoch, from its log.csv."""
+  """[{epoch, iou, iou_static[, val_iou, val_iou_static]}] per pretraining epoch, from its
+  log.csv: the training running means, and the held-out evaluation where one ran."""
   if not os.path.exists(log_csv):
     return []
+  out = []
   with open(log_csv) as f:
-    return [{"epoch": int(float(r["epoch"])), "iou": float(r["iou"]),
-             "iou_static": float(r["iou_static"])} for r in csv.DictReader(f)]
+    for r in csv.DictReader(f):
+      if r.get("epoch") in (None, "epoch"):
+        continue
+      e = {"epoch": int(float(r["epoch"])), "iou": float(r["iou"]),
+           "iou_static": float(r["iou_static"])}
+      for k in ("val_iou", "val_iou_static"):
+        if r.get(k) not in (None, "") and float(r[k]) == float(r[k]):   # NaN: not evaluated
+          e[k] = float(r[k])
+      out.append(e)
+  return out
+
+
+def held_out_pretext(row, epoch):
+  """(val_iou, val_iou_static) of the held-out evaluation after `epoch`, or (None, None)."""
+  for e in reversed(row.get("pretext_curve") or []):   # a resumed epoch: its last row
+    if e["epoch"] == epoch and "val_iou" in e:
+      return e["val_iou"], e["val_iou_static"]
+  return None, None
 
 
 def mid_pretext(row):
-  """(iou, iou_static) at the middle epoch of pretraining (epoch ceil(E/2)), or (None, None)."""
+  """Held-out (iou, iou_static) after the middle epoch of pretraining, or (None, None)."""
+  curve = row.get("pretext_curve") or []
+  return held_out_pretext(row, mid_epoch(curve[-1]["epoch"])) if curve else (None, None)
+
+
+def _mid_training_mean(row):
   curve = row.get("pretext_curve") or []
   if not curve:
     return None, None
-  mid = curve[(len(curve) + 1) // 2 - 1]
-  return mid["iou"], mid["iou_static"]
+  mid = [e for e in curve if e["epoch"] == mid_epoch(curve[-1]["epoch"])]
+  return (mid[-1]["iou"], mid[-1]["iou_static"]) if mid else (None, None)
+
+
+def end_pretext(row):
+  """Held-out (iou, iou_static) after the last epoch of pretraining, or (None, None)."""
+  curve = row.get("pretext_curve") or []
+  return held_out_pretext(row, curve[-1]["epoch"]) if curve else (None, None)
 
 
 def comparisons(rows):
@@ -307,13 +350,12 @@ def comparisons(rows):
       return
     out.append(demo_stats.paired_comparison(name, metric, a, b, seeds=seeds))
 
-  add("pretext IoU vs static guess (end of pretraining)", "iou", ("pretext_iou",),
-      ("pretext_iou_static",))
-  mids = [mid_pretext(r) for r in rows]
-  if all(m[0] is not None for m in mids):
-    out.append(demo_stats.paired_comparison(
-        "pretext IoU vs static guess (middle of pretraining)", "iou", [m[0] for m in mids],
-        [m[1] for m in mids], seeds=seeds))
+  for when, fn in (("middle", mid_pretext), ("end", end_pretext)):
+    pairs = [fn(r) for r in rows]
+    if all(p[0] is not None for p in pairs):
+      out.append(demo_stats.paired_comparison(
+          f"pretext IoU on held-out videos vs static guess ({when} of pretraining)", "iou",
+          [p[0] for p in pairs], [p[1] for p in pairs], seeds=seeds))
   add("zero-shot object tracking vs static guess", "iou", ("tracking", "object_iou"),
       ("tracking", "object_iou_static"))
   add("retrieval vs random encoder", "top1", ("retrieval_ctp", "top1"),
@@ -364,13 +406,19 @@ def plot_pretrain_curves(workdirs, out):
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
   for i, wd in enumerate(workdirs):
     with open(os.path.join(wd, "log.csv")) as f:
-      rows = list(csv.DictReader(f))
-    epochs = [int(float(r["epoch"])) + 1 for r in rows]
+      rows = [r for r in csv.DictReader(f) if r.get("epoch") not in (None, "epoch")]
+    epochs = [int(float(r["epoch"])) for r in rows]   # CSVLog writes epochs from 1
     label = os.path.basename(os.path.dirname(wd))
     ax1.plot(epochs, [float(r["loss"]) for r in rows], color=f"C{i}", label=label)
     ax2.plot(epochs, [float(r["iou"]) for r in rows], color=f"C{i}", label=f"{label} predicted")
     ax2.plot(epochs, [float(r["iou_static"]) for r in rows], color=f"C{i}", ls="--",
              label=f"{label} static guess")
+    held = [(e, float(r["val_iou"]), float(r["val_iou_static"])) for e, r in zip(epochs, rows)
+            if r.get("val_iou") not in (None, "") and float(r["val_iou"]) == float(r["val_iou"])]
+    if held:
+      e, v, st = zip(*held)
+      ax2.plot(e, v, "o", color=f"C{i}", label=f"{label} held-out")
+      ax2.plot(e, st, "x", color=f"C{i}", label=f"{label} held-out static")
   ax1.set(xlabel="epoch", ylabel="loss", title="CtP pretraining loss")
   ax2.set(xlabel="epoch", ylabel="mean IoU, frames 1..T-1", title="Tracking IoU")
   ax1.legend(fontsize=7)
@@ -461,11 +509,16 @@ def summary_table(rows):
       lines.append(f"| finetune {k}, {what} (baseline: scratch) | "
                    f"{_stat(g(f'finetune_{arm}ctp', k))} | "
                    f"{_stat(g(f'finetune_{arm}scratch', k))} | {n} |")
-  lines.append(f"| pretext IoU, frames 1..T-1 (baseline: static guess) | "
-               f"{_stat(g('pretext_iou'))} | {_stat(g('pretext_iou_static'))} | {n} |")
-  mids = [mid_pretext(r) for r in rows]
-  lines.append(f"| pretext IoU at the middle epoch (baseline: static guess) | "
-               f"{_stat([m[0] for m in mids])} | {_stat([m[1] for m in mids])} | {n} |")
+  for when, fn in (("middle", mid_pretext), ("end", end_pretext)):
+    pairs = [fn(r) for r in rows]
+    lines.append(f"| pretext IoU on held-out test videos, {when} of pretraining (baseline: "
+                 f"static guess) | {_stat([p[0] for p in pairs])} | "
+                 f"{_stat([p[1] for p in pairs])} | {n} |")
+  mids = [_mid_training_mean(r) for r in rows]
+  lines.append(f"| pretext IoU, training running mean of the middle epoch (baseline: static "
+               f"guess) | {_stat([m[0] for m in mids])} | {_stat([m[1] for m in mids])} | {n} |")
+  lines.append(f"| pretext IoU, training running mean of the last epoch (baseline: static "
+               f"guess) | {_stat(g('pretext_iou'))} | {_stat(g('pretext_iou_static'))} | {n} |")
   if any(r.get("tracking") for r in rows):
     lines.append(f"| zero-shot IoU on patches pasted into the test clips (baseline: static "
                  f"guess) | {_stat(g('tracking', 'pasted_iou'))} | "
@@ -535,7 +588,10 @@ def write_report(out_dir, results, figures=None):
             "interval (n - 1 degrees of freedom); the verdict is \"ctp better\" when the "
             "interval lies above zero, \"baseline better\" when below, otherwise "
             "\"undecided\". Every number comes from this run (`results.json`); nothing is fixed "
-            "in code.", "", verdict(comps), ""]
+            "in code. The pretext rows score the model as it stood after the middle and the "
+            "last epoch of pretraining on clips of the held-out test videos (the same clips "
+            "for every seed), beside the static guess (frame 0's box kept) on those clips.",
+            "", verdict(comps), ""]
   fig1 = figures.get("figure1")
   lines += ["## Figure 1: finetuning, CtP vs scratch", ""]
   if fig1:
