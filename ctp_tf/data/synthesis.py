@@ -18,20 +18,24 @@ How it stays fast and tf.data friendly:
   the source patch, which is OpenCV's / `tf.image.resize`'s half-pixel bilinear resize of the
   cropped patch. No `crop_and_resize` (it cost ~5 ns per output value on one core).
 - Layers are composited in paste order ("over"), layer after layer, each inside its window
-  only, on the float clip viewed as a `[T*H, W*3]` matrix: one split along rows (no copies)
-  gives the rows between windows and each frame's window rows; those split into left, window
-  and right parts; the window part is blended with the patch and the pieces are concatenated
-  back (one frame-sized copy per layer). No per-pixel gathers or scatters (TensorFlow spends
-  ~3-5 ns per index on those, more than on the arithmetic), no frame-sized float arithmetic
-  and no broadcast over the channels (the alpha mask is built per value of a row). The index
-  arithmetic of all layers is computed at once and sliced per layer; the alpha mask runs only
-  the layer's shape (`tf.switch_case`). A batch is pasted one clip at a time (`tf.map_fn`):
-  whole-batch passes miss the caches (measured 2.5x more CPU per clip at B = 32 than clip by
-  clip), and the result is then exactly the per-clip one.
+  only, on the uint8 clip viewed as a `[T*H, W*3]` matrix: one split along rows gives the
+  rows between windows and each frame's window rows; those split into left, window and right
+  parts; the window part is blended in float with the patch, rounded, and the pieces are
+  concatenated back (one clip-sized uint8 copy per layer). Where an earlier layer's window
+  lies under a later one, the later layer adds that layer's rounding residuals back (one
+  `ExtractGlimpse` per earlier layer), so it blends onto exactly the float values a float
+  composite would hold, and the pixels equal a float composite rounded once at the end.
+  No per-pixel gathers or scatters (TensorFlow spends ~3-5 ns per index on those, more than
+  on the arithmetic), no clip-sized float tensors and no broadcast over the channels (the
+  alpha mask is built per value of a row). The index arithmetic of all layers is computed at
+  once and sliced per layer; the alpha mask runs only the layer's shape (`tf.switch_case`).
+  A batch is pasted one clip at a time (`tf.map_fn`): whole-batch passes miss the caches
+  (measured 2.5x more CPU per clip at B = 32 than clip by clip), and the result is then
+  exactly the per-clip one.
   One-core cost per 16x112x112 clip with 3 patches, measured by ablation inside the tf.data
-  map (machine loaded): ~2.8 ms, of which the patch resize ~0.8 ms and the compositing
-  (splits, blend, concatenation) ~1.0 ms for the 3 layers; draws, trajectories, index
-  arithmetic, alpha masks and the uint8/float conversions the rest.
+  map (machine loaded, float-clip version of this compositing): ~2.8 ms, of which the patch
+  resize ~0.8 ms and the compositing (splits, blend, concatenation) ~1.0 ms for the 3 layers;
+  draws, trajectories, index arithmetic and alpha masks the rest.
 
 `synthesize_batch` is the same computation for a batch of clips whose random numbers were drawn
 per clip (`draw_randoms`), so the input pipeline can synthesise after batching and still give
@@ -281,11 +285,15 @@ def _paste(clips, traj, config, float_clip=False):
   arithmetic of all layers is computed at once (at the frame size, sliced per layer). The
   patch is resized separably: two gathers of whole source columns and a lerp, one transpose,
   two gathers of whole rows and a lerp. The alpha mask runs only the layer's shape
-  (`tf.switch_case`). Compositing is "over" in paste order, layer after layer, on the float
-  clip as a `[T*H, W*3]` matrix: it is split (no copies) into the rows between windows and
-  each frame's window rows, those are split into left, window and right parts, the window
-  part is blended with the patch, and the pieces are concatenated back. Per value this is the
-  arithmetic of the previous segment-sum version, so the pixels are the same.
+  (`tf.switch_case`). Compositing is "over" in paste order, layer after layer, on the uint8
+  clip as a `[T*H, W*3]` matrix: it is split into the rows between windows and each frame's
+  window rows, those into left, window and right parts; the window part is blended in float
+  with the patch, rounded, and the pieces are concatenated back. The float value under a
+  window is its uint8 value plus the rounding residual of the last earlier layer whose window
+  covers the pixel (cut from that layer's residuals with one `ExtractGlimpse` at the relative
+  offset of the windows), which is exactly the float value that layer computed: the
+  arithmetic per value is that of a float composite rounded once at the end (the version
+  with segment sums), so the pixels are the same.
   """
   t_len, height, width = clips.shape[1], clips.shape[2], clips.shape[3]
   n = config.num_trajectories
@@ -357,8 +365,11 @@ def _paste(clips, traj, config, float_clip=False):
                      tf.cast(ox, tf.int32) * 3], -1)                       # [N, T, 2]
   pad_left = tf.cast(ox, tf.int32) * 3                                    # [N, T]
 
-  out = tf.reshape(tf.cast(clips[0], tf.float32), [t_len * height, width * 3])
+  # The clip stays uint8 [T*H, W*3]. Each layer blends its windows in float and writes them
+  # back rounded, keeping their rounding residuals for the layers pasted after it.
+  out = tf.reshape(clips[0], [t_len * height, width * 3])
   clip_u8 = clips[0]
+  done = []                                   # residual windows and origins of earlier layers
   for k in range(n):
     wh, ww, s_h, s_w, src, s_y, s_x = tf.unstack(ints[k])
     # The source patch, columns first: [sw, sh * 3].
@@ -384,8 +395,8 @@ def _paste(clips, traj, config, float_clip=False):
         lambda: soft_ramp(tf.sqrt(ra + ca)),
         lambda: soft_ramp(ra + ca)])                                      # [T, wh, ww*3]
 
-    # Rows of the clip matrix: the gaps and each frame's window rows (split along rows: no
-    # copies where rows are 64-byte aligned); window rows split into left, window, right.
+    # Rows of the clip: the gaps and each frame's window rows; the window rows split again
+    # into left, window and right parts.
     row0 = starts[k, :, 0]                                                # [T]
     gaps = tf.concat([row0, [t_len * height]], 0) - tf.concat([[0], row0 + wh], 0)
     sizes = tf.reshape(tf.stack([gaps[:-1], tf.fill([t_len], wh)], 1), [-1])
@@ -393,16 +404,39 @@ def _paste(clips, traj, config, float_clip=False):
     col_sizes = tf.unstack(tf.stack([pad_left[k], tf.fill([t_len], ww * 3),
                                      (width - ww) * 3 - pad_left[k]], -1))   # T x [3]
     parts = [tf.split(p, z, num=3, axis=1) for p, z in zip(pieces[1::2], col_sizes)]
-    under = tf.stack([p[1] for p in parts])                               # [T, wh, ww*3]
-    new = tf.unstack(under + (window - under) * alpha)
+    under = tf.cast(tf.stack([p[1] for p in parts]), tf.float32)          # [T, wh, ww*3]
+    # Where earlier layers' windows cover this one, the clip holds their float values rounded:
+    # add back the rounding residual of the last layer written there (exact: r + (x - r) = x).
+    oy_k, ox_k = tf.cast(oy[k], tf.int32), tf.cast(ox[k], tf.int32)      # [T]
+    resid = None
+    for res_j, oy_j, ox_j, wh_j, ww_j in done:
+      dy_j, dx_j = oy_k - oy_j, ox_k - ox_j                               # [T]
+      centre = tf.cast(tf.stack([dy_j, dx_j], -1), tf.float32) + tf.cast(
+          tf.stack([wh, ww]), tf.float32) / 2.0
+      cut = tf.raw_ops.ExtractGlimpse(
+          input=tf.reshape(res_j, tf.stack([t_len, wh_j, ww_j, 3])), size=tf.stack([wh, ww]),
+          offsets=centre, centered=False, normalized=False, uniform_noise=False, noise="zero")
+      cut = tf.reshape(cut, tf.shape(under))                              # 0 outside
+      if resid is None:
+        resid = cut
+      else:
+        rr = tf.range(wh) + dy_j[:, None]                                 # [T, wh]
+        cc = tf.range(ww * 3) // 3 + dx_j[:, None]                        # [T, ww*3]
+        inside = (((rr >= 0) & (rr < wh_j))[:, :, None]
+                  & ((cc >= 0) & (cc < ww_j))[:, None, :])
+        resid = tf.where(inside, cut, resid)
+    if resid is not None:
+      under = under + resid
+    new = under + (window - under) * alpha                                # exact float values
+    # A convex combination of uint8 values: rounding suffices, no clipping needed.
+    new_r = tf.round(new)
+    if k < n - 1:
+      done.append((new - new_r, oy_k, ox_k, wh, ww))
+    new = tf.unstack(tf.cast(new_r, tf.uint8))
     strips = [tf.concat([p[0], w, p[2]], 1) for p, w in zip(parts, new)]
     out = tf.concat([p for pair in zip(pieces[0::2], strips) for p in pair] + [pieces[-1]], 0)
-
-  # A convex combination of uint8 values: rounding suffices, no clipping needed.
-  out = tf.round(out)
-  if not float_clip:
-    out = tf.cast(out, tf.uint8)
-  return tf.reshape(out, tf.shape(clips))
+  out = tf.reshape(out, tf.shape(clips))
+  return tf.cast(out, tf.float32) if float_clip else out
 
 
 _PASTE_KEYS = ("boxes", "visible", "opacity", "source", "mask", "soft", "d0")
