@@ -17,15 +17,25 @@ How it stays fast and tf.data friendly:
   columns and a lerp, one transpose, two gathers of whole rows and a lerp; taps are clamped to
   the source patch, which is OpenCV's / `tf.image.resize`'s half-pixel bilinear resize of the
   cropped patch. No `crop_and_resize` (it cost ~5 ns per output value on one core).
-- Layers are composited in paste order ("over"), each inside its window only: its pixels are
-  gathered, blended with the patch, and the change is scatter-added back
-  (`unsorted_segment_sum`, ids in memory order), layer after layer. A batch is pasted one
-  clip at a time (`tf.map_fn`): whole-batch passes miss the caches (measured 2.5x more CPU
-  per clip at B = 32 than clip by clip), and the result is then exactly the per-clip one. Nothing multiplies frame-sized tensors by
-  per-pixel factors broadcast over the channels (TensorFlow's slowest CPU pattern here).
+- Layers are composited in paste order ("over"), layer after layer, each inside its window
+  only, on the uint8 clip viewed as a `[T*H, W*3]` matrix: one split along rows gives the
+  rows between windows and each frame's window rows; those split into left, window and right
+  parts; the window part is blended in float with the patch, rounded, and the pieces are
+  concatenated back (one clip-sized uint8 copy per layer). Where an earlier layer's window
+  lies under a later one, the later layer adds that layer's rounding residuals back (one
+  `ExtractGlimpse` per earlier layer), so it blends onto exactly the float values a float
+  composite would hold, and the pixels equal a float composite rounded once at the end.
+  No per-pixel gathers or scatters (TensorFlow spends ~3-5 ns per index on those, more than
+  on the arithmetic), no clip-sized float tensors and no broadcast over the channels (the
+  alpha mask is built per value of a row). The index arithmetic of all layers is computed at
+  once and sliced per layer; the alpha mask runs only the layer's shape (`tf.switch_case`).
+  A batch is pasted one clip at a time (`tf.map_fn`): whole-batch passes miss the caches
+  (measured 2.5x more CPU per clip at B = 32 than clip by clip), and the result is then
+  exactly the per-clip one.
   One-core cost per 16x112x112 clip with 3 patches, measured by ablation inside the tf.data
-  map: random draws and trajectories ~0.3 ms, patch resize ~0.3 ms per layer, scatter-add and
-  frame-sized add ~0.3 ms per layer, alpha, gathers and index arithmetic the rest.
+  map (machine loaded, float-clip version of this compositing): ~2.8 ms, of which the patch
+  resize ~0.8 ms and the compositing (splits, blend, concatenation) ~1.0 ms for the 3 layers;
+  draws, trajectories, index arithmetic and alpha masks the rest.
 
 `synthesize_batch` is the same computation for a batch of clips whose random numbers were drawn
 per clip (`draw_randoms`), so the input pipeline can synthesise after batching and still give
@@ -266,132 +276,167 @@ def _trajectories(u, config, num_frames, height, width):
 
 
 def _paste(clips, traj, config, float_clip=False):
-  """Pastes every trajectory's patches into the clips `[B, T, H, W, 3]` uint8.
+  """Pastes every trajectory's patches into ONE clip `[1, T, H, W, 3]` uint8.
 
   Returns uint8, or with `float_clip` float32 holding the same whole grey levels.
 
-  Each layer works only inside its window (the size of its largest box). The patch is resized
-  separably with gathers of whole rows (two taps per output column of the small source patch,
-  one transpose, two taps per output row), so nothing samples pixel by pixel and no
-  crop_and_resize runs. Compositing is "over" in paste order, layer after layer on the float
-  clip as it is so far: the window's pixels are gathered, blended with the patch, and the
-  change is scatter-added back.
+  Layer k (in paste order) works in a window the size of its largest box, placed in each frame
+  at the box's top-left corner (moved up/left where it would leave the frame). The index
+  arithmetic of all layers is computed at once (at the frame size, sliced per layer). The
+  patch is resized separably: two gathers of whole source columns and a lerp, one transpose,
+  two gathers of whole rows and a lerp. The alpha mask runs only the layer's shape
+  (`tf.switch_case`). Compositing is "over" in paste order, layer after layer, on the uint8
+  clip as a `[T*H, W*3]` matrix: it is split into the rows between windows and each frame's
+  window rows, those into left, window and right parts; the window part is blended in float
+  with the patch, rounded, and the pieces are concatenated back. The float value under a
+  window is its uint8 value plus the rounding residual of the last earlier layer whose window
+  covers the pixel (cut from that layer's residuals with one `ExtractGlimpse` at the relative
+  offset of the windows), which is exactly the float value that layer computed: the
+  arithmetic per value is that of a float composite rounded once at the end (the version
+  with segment sums), so the pixels are the same.
   """
-  b, t_len, height, width = (clips.shape[0], clips.shape[1], clips.shape[2], clips.shape[3])
-  if b is None:
-    b = tf.shape(clips)[0]
+  t_len, height, width = clips.shape[1], clips.shape[2], clips.shape[3]
   n = config.num_trajectories
-  boxes = traj["boxes"]                                                   # [B, N, T, 4]
+  boxes = traj["boxes"][0]                                                # [N, T, 4]
   x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
   bw, bh = x2 - x1, y2 - y1
 
   # Paste order: larger mean area first (the product of the mean sides, as the release does).
-  area = tf.reduce_mean(bw, -1) * tf.reduce_mean(bh, -1)                  # [B, N]
+  area = tf.reduce_mean(bw, -1) * tf.reduce_mean(bh, -1)                  # [N]
   order = tf.argsort(area, axis=-1, direction="DESCENDING", stable=True)
+  vis_alpha = tf.cast(traj["visible"][0], tf.float32) * traj["opacity"][0]   # [N, T]
+  per_frame = tf.gather(tf.stack([x1, y1, bw, bh, vis_alpha], -1), order)   # [N, T, 5]
+  x1, y1, bw, bh, vis = tf.unstack(per_frame, axis=-1)
+  source = tf.gather(traj["source"][0], order)                            # [N]
+  mask = tf.gather(traj["mask"][0], order)
+  soft = tf.gather(traj["soft"][0], order)
+  d0 = tf.gather(traj["d0"][0], order)
+  # The source box: the layer's box in its source frame.
+  src_box = tf.gather(per_frame[..., :4], source, batch_dims=1)           # [N, 4]
+  sx1, sy1, sw, sh = tf.unstack(src_box, axis=-1)
 
-  def by_order(x):
-    return tf.gather(x, order, batch_dims=1)
+  win_h = tf.reduce_max(bh, -1)                                           # [N]
+  win_w = tf.reduce_max(bw, -1)
+  # Window origin: the box corner, moved back into the frame; (dy, dx) the box in the window.
+  oy = tf.minimum(y1, height - win_h[:, None])                            # [N, T]
+  ox = tf.minimum(x1, width - win_w[:, None])
+  dy, dx = y1 - oy, x1 - ox
 
-  x1, y1, bw, bh = by_order(x1), by_order(y1), by_order(bw), by_order(bh)
-  source = by_order(traj["source"])
-  vis_alpha = by_order(tf.cast(traj["visible"], tf.float32) * traj["opacity"])   # [B, N, T]
-  mask, soft, d0 = by_order(traj["mask"]), by_order(traj["soft"]), by_order(traj["d0"])
+  # Taps and alpha terms of every window row / column of every layer, at the frame size.
+  # Window row j of frame t samples the patch at ((j - dy + 0.5) * sh / bh - 0.5), the same
+  # floats as a window starting at the box (half-pixel bilinear, taps clamped to the patch).
+  def axis_terms(src, extent, shift, steps, channels):
+    pos = tf.range(float(steps))
+    if channels > 1:        # one entry per value of a row: column x repeated per channel
+      pos = tf.repeat(pos, channels)
+    pos = (pos - shift[..., None]) + 0.5                                  # [N, T, S]
+    c = pos * (src[:, None, None] / extent[..., None]) - 0.5
+    c0 = tf.floor(c)
+    limit = (src - 1.0)[:, None, None]
+    i0 = tf.minimum(tf.maximum(c0, 0.0), limit)
+    i1 = tf.minimum(tf.maximum(c0 + 1.0, 0.0), limit)
+    norm = tf.abs(pos / extent[..., None] - 0.5)                         # |offset| / side
+    return i0, i1, c - c0, norm
 
-  # Source box of each trajectory: its box in the source frame.
-  sx1 = tf.gather(x1, source, batch_dims=2)                               # [B, N]
-  sy1 = tf.gather(y1, source, batch_dims=2)
-  sw = tf.gather(bw, source, batch_dims=2)
-  sh = tf.gather(bh, source, batch_dims=2)
+  r0, r1, fy, ny = axis_terms(sh, bh, dy, height, 1)                # [N, T, H]
+  c0, c1, fx, nx = axis_terms(sw, bw, dx, width, 1)                 # [N, T, W]
+  _, _, _, nx3 = axis_terms(sw, bw, dx, width, 3)                   # [N, T, W*3]
+  # Alpha terms per layer: rectangle: the ramp of each axis (min of two ramps = ramp of the
+  # max, exactly, as the ramp is monotone); ellipse: squares; rhombus: the distances.
+  den = tf.where(soft, 0.5 - d0, 1e-30)                                   # [N]
+  def ramp(dist):
+    return (tf.clip_by_value((0.5 - dist) / den[:, None, None], 0.0, 1.0)
+            * vis[..., None])
+  is_rect = tf.equal(mask, _MASK_RECT)[:, None, None]
+  is_ell = tf.equal(mask, _MASK_ELLIPSE)[:, None, None]
+  row_a = tf.where(is_rect, ramp(ny), tf.where(is_ell, ny * ny, ny))      # [N, T, H]
+  col_a = tf.where(is_rect, ramp(nx3), tf.where(is_ell, nx3 * nx3, nx3))  # [N, T, W*3]
+  # Rows of the column-interpolated patch [T * sh, ww * 3] that each window row reads.
+  row_base = tf.range(t_len, dtype=tf.float32)[:, None] * sh[:, None, None]   # [N, T, 1]
+  r0, r1 = tf.cast(row_base + r0, tf.int32), tf.cast(row_base + r1, tf.int32)  # [N, T, H]
+  c0, c1 = tf.cast(c0, tf.int32), tf.cast(c1, tf.int32)                       # [N, T, W]
 
-  # Trajectories flattened to [M = B * N] (index b * N + k, k = paste rank).
-  flat2 = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
-  f = {"bh": flat2(bh), "bw": flat2(bw), "y1": flat2(y1), "x1": flat2(x1),   # [M, T]
-       "vis": flat2(vis_alpha),
-       "bt": tf.repeat(tf.range(b) * t_len, n)[:, None] + tf.range(t_len),
-       "sh": flat2(sh), "sw": flat2(sw), "sy1": flat2(sy1), "sx1": flat2(sx1),  # [M]
-       "mask": flat2(mask), "soft": flat2(soft), "d0": flat2(d0),
-       "frame": tf.reshape(tf.range(b)[:, None] * t_len + source, [-1])}
+  # Per-layer integers: window and source patch sizes, source corner, mask.
+  ints = tf.cast(tf.stack([win_h, win_w, sh, sw, tf.cast(source, tf.float32), sy1, sx1], -1),
+                 tf.int32)                                                # [N, 7]
+  # Per frame: first frame row of the window in the [T*H, W*3] matrix, first value column.
+  frame_rows = tf.range(t_len) * height
+  starts = tf.stack([frame_rows + tf.cast(oy, tf.int32),
+                     tf.cast(ox, tf.int32) * 3], -1)                       # [N, T, 2]
+  pad_left = tf.cast(ox, tf.int32) * 3                                    # [N, T]
 
-  # Layers in paste-rank order: rank k of every clip together (`synthesize_batch` passes one
-  # clip at a time; a larger batch still works, with windows as large as the rank's largest).
-  if isinstance(b, int) and b == 1:
-    groups = [(k, slice(k, k + 1)) for k in range(n)]
-  else:
-    groups = [(k, tf.range(b) * n + k) for k in range(n)]
+  # The clip stays uint8 [T*H, W*3]. Each layer blends its windows in float and writes them
+  # back rounded, keeping their rounding residuals for the layers pasted after it.
+  out = tf.reshape(clips[0], [t_len * height, width * 3])
+  clip_u8 = clips[0]
+  done = []                                   # residual windows and origins of earlier layers
+  for k in range(n):
+    wh, ww, s_h, s_w, src, s_y, s_x = tf.unstack(ints[k])
+    # The source patch, columns first: [sw, sh * 3].
+    patch = tf.slice(clip_u8, tf.stack([src, s_y, s_x, 0]), tf.stack([1, s_h, s_w, 3]))
+    patch = tf.reshape(tf.transpose(tf.cast(patch[0], tf.float32), [1, 0, 2]),
+                       tf.stack([s_w, s_h * 3]))
+    left = tf.gather(patch, c0[k, :, :ww])                                # [T, ww, sh*3]
+    right = tf.gather(patch, c1[k, :, :ww])
+    cols = left + (right - left) * fx[k, :, :ww, None]
+    cols = tf.transpose(tf.reshape(cols, tf.stack([t_len, ww, s_h, 3])), [0, 2, 1, 3])
+    cols = tf.reshape(cols, tf.stack([t_len * s_h, ww * 3]))
+    top = tf.gather(cols, r0[k, :, :wh])                                  # [T, wh, ww*3]
+    bottom = tf.gather(cols, r1[k, :, :wh])
+    window = top + (bottom - top) * fy[k, :, :wh, None]
 
-  num_pix = b * t_len * height * width
-  clip_rows = tf.reshape(clips, [-1, width, 3])                           # [B*T*H, W, 3]
-  # Layers one after the other (groups are in paste-rank order), each blended onto the float
-  # clip as it is so far. `synthesize_batch` calls this one clip at a time.
-  out = tf.reshape(tf.cast(clips, tf.float32), [-1, 3])                   # [B*T*H*W, 3]
-  for _, idx in groups:
-    if isinstance(idx, slice):
-      g = lambda x, idx=idx: x[idx]
-    else:
-      g = lambda x, idx=idx: tf.gather(x, idx)
-    k_bh, k_bw, k_y1, k_x1 = g(f["bh"]), g(f["bw"]), g(f["y1"]), g(f["x1"])   # [G, T]
-    s_h, s_w = g(f["sh"]), g(f["sw"])                                            # [G]
-    num = tf.shape(k_bh)[0]
-    win_h = tf.cast(tf.reduce_max(k_bh), tf.int32)
-    win_w = tf.cast(tf.reduce_max(k_bw), tf.int32)
-    src_h = tf.cast(tf.reduce_max(s_h), tf.int32)
-    src_w = tf.cast(tf.reduce_max(s_w), tf.int32)
+    ra = row_a[k, :, :wh, None]                                           # [T, wh, 1]
+    ca = col_a[k, :, None, :ww * 3]                                       # [T, 1, ww*3]
+    dk, vk = den[k], vis[k][:, None, None]
+    def soft_ramp(dist):
+      return tf.clip_by_value((0.5 - dist) / dk, 0.0, 1.0) * vk
+    alpha = tf.switch_case(mask[k], [
+        lambda: tf.minimum(ra, ca),
+        lambda: soft_ramp(tf.sqrt(ra + ca)),
+        lambda: soft_ramp(ra + ca)])                                      # [T, wh, ww*3]
 
-    # The source patch, edge-replicated to [src_h, src_w], columns first: [G, sw, sh * 3].
-    rows = (tf.minimum(tf.range(src_h), tf.cast(s_h, tf.int32)[:, None] - 1)
-            + tf.cast(g(f["sy1"]), tf.int32)[:, None])
-    cols = (tf.minimum(tf.range(src_w), tf.cast(s_w, tf.int32)[:, None] - 1)
-            + tf.cast(g(f["sx1"]), tf.int32)[:, None])
-    patch = tf.gather(clip_rows, g(f["frame"])[:, None] * height + rows)   # [G, sh, W, 3]
-    patch = tf.transpose(patch, [0, 2, 1, 3])                             # [G, W, sh, 3]
-    patch = tf.gather(patch, cols, axis=1, batch_dims=1)                  # [G, sw, sh, 3]
-    patch = tf.reshape(tf.cast(patch, tf.float32), tf.stack([num, src_w, src_h * 3]))
-
-    # Half-pixel bilinear resize of the patch to each frame's box (taps clamped to the patch,
-    # like OpenCV's / tf.image.resize's): window pixel (v, u) samples the patch at
-    # ((v + 0.5) * sh / bh - 0.5, (u + 0.5) * sw / bw - 0.5).
-    v = tf.range(tf.cast(win_h, tf.float32)) + 0.5                        # [wh]
-    uu = tf.range(tf.cast(win_w, tf.float32)) + 0.5                       # [ww]
-    def taps(pos, size, extent, limit):
-      c = pos * (size[:, None, None] / extent[..., None]) - 0.5          # [G, T, n]
-      c0 = tf.floor(c)
-      i0 = tf.cast(tf.clip_by_value(c0, 0.0, limit), tf.int32)
-      i1 = tf.cast(tf.clip_by_value(c0 + 1.0, 0.0, limit), tf.int32)
-      return i0, i1, c - c0
-    r0, r1, fy = taps(v, s_h, k_bh, tf.cast(src_h - 1, tf.float32))        # [G, T, wh]
-    c0, c1, fx = taps(uu, s_w, k_bw, tf.cast(src_w - 1, tf.float32))       # [G, T, ww]
-    flat_taps = lambda i: tf.reshape(i, tf.stack([num, -1]))
-    left = tf.gather(patch, flat_taps(c0), batch_dims=1)                 # [G, T*ww, sh*3]
-    right = tf.gather(patch, flat_taps(c1), batch_dims=1)
-    cols_p = left + (right - left) * tf.reshape(fx, tf.stack([num, -1, 1]))
-    cols_p = tf.reshape(cols_p, tf.stack([num, t_len, win_w, src_h, 3]))
-    cols_p = tf.reshape(tf.transpose(cols_p, [0, 1, 3, 2, 4]), tf.stack([-1, win_w * 3]))
-    base = tf.reshape(tf.range(num * t_len) * src_h, tf.stack([num, t_len, 1]))
-    top = tf.gather(cols_p, base + r0)                                    # [G, T, wh, ww*3]
-    bottom = tf.gather(cols_p, base + r1)
-    window = top + (bottom - top) * fy[..., None]
-    window = tf.reshape(window, tf.stack([num, t_len, win_h, win_w, 3]))
-
-    alpha = _alpha(v / k_bh[..., None] - 0.5, uu / k_bw[..., None] - 0.5, g(f["mask"]),
-                   g(f["soft"]), g(f["d0"]), g(f["vis"]))                # [G, T, wh, ww]
-
-    # Frame pixels of the window (clamped onto the frame, where alpha is 0).
-    yy = tf.minimum(tf.cast(k_y1, tf.int32)[..., None] + tf.range(win_h), height - 1)
-    xx = tf.minimum(tf.cast(k_x1, tf.int32)[..., None] + tf.range(win_w), width - 1)
-    row = (g(f["bt"])[..., None] * height + yy) * width                   # [G, T, wh]
-    under = tf.gather(out, row[..., :, None] + xx[..., None, :])          # [G, T, wh, ww, 3]
-    change = (window - under) * alpha[..., None]
-    # Flat indices of the window's values: row offsets plus 3 x + channel, as outer sums.
-    xx3 = tf.reshape(xx[..., None] * 3 + tf.range(3), tf.stack([num, t_len, 1, win_w * 3]))
-    ids = (row * 3)[..., None] + xx3                                      # [G, T, wh, ww*3]
-    out = out + tf.reshape(tf.math.unsorted_segment_sum(
-        tf.reshape(change, [-1]), tf.reshape(ids, [-1]), num_pix * 3), [-1, 3])
-
-  # A convex combination of uint8 values: rounding suffices, no clipping needed.
-  out = tf.round(out)
-  if not float_clip:
-    out = tf.cast(out, tf.uint8)
-  return tf.reshape(out, tf.shape(clips))
+    # Rows of the clip: the gaps and each frame's window rows; the window rows split again
+    # into left, window and right parts.
+    row0 = starts[k, :, 0]                                                # [T]
+    gaps = tf.concat([row0, [t_len * height]], 0) - tf.concat([[0], row0 + wh], 0)
+    sizes = tf.reshape(tf.stack([gaps[:-1], tf.fill([t_len], wh)], 1), [-1])
+    pieces = tf.split(out, tf.concat([sizes, gaps[-1:]], 0), num=2 * t_len + 1, axis=0)
+    col_sizes = tf.unstack(tf.stack([pad_left[k], tf.fill([t_len], ww * 3),
+                                     (width - ww) * 3 - pad_left[k]], -1))   # T x [3]
+    parts = [tf.split(p, z, num=3, axis=1) for p, z in zip(pieces[1::2], col_sizes)]
+    under = tf.cast(tf.stack([p[1] for p in parts]), tf.float32)          # [T, wh, ww*3]
+    # Where earlier layers' windows cover this one, the clip holds their float values rounded:
+    # add back the rounding residual of the last layer written there (exact: r + (x - r) = x).
+    oy_k, ox_k = tf.cast(oy[k], tf.int32), tf.cast(ox[k], tf.int32)      # [T]
+    resid = None
+    for res_j, oy_j, ox_j, wh_j, ww_j in done:
+      dy_j, dx_j = oy_k - oy_j, ox_k - ox_j                               # [T]
+      centre = tf.cast(tf.stack([dy_j, dx_j], -1), tf.float32) + tf.cast(
+          tf.stack([wh, ww]), tf.float32) / 2.0
+      cut = tf.raw_ops.ExtractGlimpse(
+          input=tf.reshape(res_j, tf.stack([t_len, wh_j, ww_j, 3])), size=tf.stack([wh, ww]),
+          offsets=centre, centered=False, normalized=False, uniform_noise=False, noise="zero")
+      cut = tf.reshape(cut, tf.shape(under))                              # 0 outside
+      if resid is None:
+        resid = cut
+      else:
+        rr = tf.range(wh) + dy_j[:, None]                                 # [T, wh]
+        cc = tf.range(ww * 3) // 3 + dx_j[:, None]                        # [T, ww*3]
+        inside = (((rr >= 0) & (rr < wh_j))[:, :, None]
+                  & ((cc >= 0) & (cc < ww_j))[:, None, :])
+        resid = tf.where(inside, cut, resid)
+    if resid is not None:
+      under = under + resid
+    new = under + (window - under) * alpha                                # exact float values
+    # A convex combination of uint8 values: rounding suffices, no clipping needed.
+    new_r = tf.round(new)
+    if k < n - 1:
+      done.append((new - new_r, oy_k, ox_k, wh, ww))
+    new = tf.unstack(tf.cast(new_r, tf.uint8))
+    strips = [tf.concat([p[0], w, p[2]], 1) for p, w in zip(parts, new)]
+    out = tf.concat([p for pair in zip(pieces[0::2], strips) for p in pair] + [pieces[-1]], 0)
+  out = tf.reshape(out, tf.shape(clips))
+  return tf.cast(out, tf.float32) if float_clip else out
 
 
 _PASTE_KEYS = ("boxes", "visible", "opacity", "source", "mask", "soft", "d0")
@@ -413,27 +458,6 @@ def _paste_per_clip(clips, traj, config, float_clip=False):
   return tf.map_fn(one, (clips, parts),
                    fn_output_signature=tf.TensorSpec(clips.shape[1:],
                                                      tf.float32 if float_clip else tf.uint8))
-
-
-def _alpha(ny, nx, mask, soft, d0, vis_alpha):
-  """Alpha of window pixels from their normalised offsets from the box centre.
-
-  Inside the shape where its distance `dist` < 0.5 (the rectangle's max(|nx|, |ny|) < 0.5 is
-  the box itself; ellipse and rhombus lie inside it); a soft edge falls linearly from 1 at d0
-  to 0 at 0.5. Both are one ramp `clip((0.5 - dist) / den, 0, 1)`: a hard edge uses
-  den = 1e-30, so every dist < 0.5 gives >= 1 and the ramp is the step `dist < 0.5` exactly.
-
-  Args:
-    ny: `[..., T, wh]`, nx: `[..., T, ww]`: pixel centre / box side - 0.5 (|.| < 0.5 inside).
-    mask, soft, d0: `[...]` per layer; vis_alpha: `[..., T]` opacity (0 where hidden).
-  Returns: `[..., T, wh, ww]`.
-  """
-  dy, dx = tf.abs(ny)[..., :, None], tf.abs(nx)[..., None, :]
-  mask5 = mask[..., None, None, None]
-  dist = tf.where(tf.equal(mask5, _MASK_RECT), tf.maximum(dx, dy),
-                  tf.where(tf.equal(mask5, _MASK_ELLIPSE), tf.sqrt(dx * dx + dy * dy), dx + dy))
-  den = tf.where(soft, 0.5 - d0, 1e-30)[..., None, None, None]
-  return tf.clip_by_value((0.5 - dist) / den, 0.0, 1.0) * vis_alpha[..., None, None]
 
 
 def synthesize_batch(clips, randoms, config=None, return_internals=False, float_clip=False):
