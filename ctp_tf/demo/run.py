@@ -291,7 +291,7 @@ def run_seed(seed, out_dir, data_dir, *, tiny=False, pretrain_path=None, finetun
 
 
 def _pretrain_curve(log_csv):
-  """[{epoch, iou, iou_static[, val_iou, val_iou_static]}] per pretraining epoch, from its
+  """[{epoch, loss, iou, iou_static[, val_iou, val_iou_static]}] per pretraining epoch, from its
   log.csv: the training running means, and the held-out evaluation where one ran."""
   if not os.path.exists(log_csv):
     return []
@@ -300,7 +300,7 @@ def _pretrain_curve(log_csv):
     for r in csv.DictReader(f):
       if r.get("epoch") in (None, "epoch"):
         continue
-      e = {"epoch": int(float(r["epoch"])), "iou": float(r["iou"]),
+      e = {"epoch": int(float(r["epoch"])), "loss": float(r["loss"]), "iou": float(r["iou"]),
            "iou_static": float(r["iou_static"])}
       for k in ("val_iou", "val_iou_static"):
         if r.get(k) not in (None, "") and float(r[k]) == float(r[k]):   # NaN: not evaluated
@@ -405,24 +405,23 @@ def plot_pretrain_curves(workdirs, out):
 
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
   for i, wd in enumerate(workdirs):
-    with open(os.path.join(wd, "log.csv")) as f:
-      rows = [r for r in csv.DictReader(f) if r.get("epoch") not in (None, "epoch")]
-    epochs = [int(float(r["epoch"])) for r in rows]   # CSVLog writes epochs from 1
+    curve = _pretrain_curve(os.path.join(wd, "log.csv"))
+    epochs = [e["epoch"] for e in curve]
     label = os.path.basename(os.path.dirname(wd))
-    ax1.plot(epochs, [float(r["loss"]) for r in rows], color=f"C{i}", label=label)
-    ax2.plot(epochs, [float(r["iou"]) for r in rows], color=f"C{i}", label=f"{label} predicted")
-    ax2.plot(epochs, [float(r["iou_static"]) for r in rows], color=f"C{i}", ls="--",
+    ax1.plot(epochs, [e["loss"] for e in curve], color=f"C{i}", label=label)
+    ax2.plot(epochs, [e["iou"] for e in curve], color=f"C{i}", label=f"{label} predicted")
+    ax2.plot(epochs, [e["iou_static"] for e in curve], color=f"C{i}", ls="--",
              label=f"{label} static guess")
-    held = [(e, float(r["val_iou"]), float(r["val_iou_static"])) for e, r in zip(epochs, rows)
-            if r.get("val_iou") not in (None, "") and float(r["val_iou"]) == float(r["val_iou"])]
+    held = [e for e in curve if "val_iou" in e]
     if held:
-      e, v, st = zip(*held)
-      ax2.plot(e, v, "o", color=f"C{i}", label=f"{label} held-out")
-      ax2.plot(e, st, "x", color=f"C{i}", label=f"{label} held-out static")
+      ax2.plot([e["epoch"] for e in held], [e["val_iou"] for e in held], "o", color=f"C{i}",
+               label=f"{label} held-out")
+      ax2.plot([e["epoch"] for e in held], [e["val_iou_static"] for e in held], "x",
+               color=f"C{i}", label=f"{label} held-out static")
   ax1.set(xlabel="epoch", ylabel="loss", title="CtP pretraining loss")
   ax2.set(xlabel="epoch", ylabel="mean IoU, frames 1..T-1", title="Tracking IoU")
   ax1.legend(fontsize=7)
-  ax2.legend(fontsize=7)
+  ax2.legend(fontsize=6, ncol=2)
   fig.tight_layout()
   return figures.save_figure(fig, out, dpi=110)
 
